@@ -1,0 +1,67 @@
+"""cmhost's own endpoints under /_cmhost/: health and the clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from cmhost import __version__
+from cmhost.api.protocol import Receive, Scope, Send, read_body, send_json
+from cmhost.workflows.clock import Clock
+
+JSON = b"application/json"
+
+
+class AdminApp:
+    def __init__(self, clock: Clock, advance: Callable[[float], None],
+                 health: Callable[[], dict[str, Any]], executor: Executor) -> None:
+        self.clock = clock
+        self.advance = advance
+        self.health = health
+        self.executor = executor
+
+    def _clock_state(self) -> dict[str, Any]:
+        return {"now": round(self.clock.now(), 3), "mode": self.clock.mode}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = str(uuid.uuid4())
+        path, method = scope["path"], scope["method"]
+
+        async def reply(status: int, payload: dict[str, Any]) -> None:
+            await send_json(send, status, payload, request_id, content_type=JSON)
+
+        async def error(status: int, code: str, message: str) -> None:
+            await send_json(send, status, {"__type": code, "message": message}, request_id,
+                            code, content_type=JSON)
+
+        loop = asyncio.get_running_loop()
+        if path == "/_cmhost/health" and method == "GET":
+            state = await loop.run_in_executor(self.executor, self.health)
+            await reply(200 if state.get("status") == "ok" else 503, state)
+            return
+        if path == "/_cmhost/clock" and method == "GET":
+            await reply(200, self._clock_state())
+            return
+        if path == "/_cmhost/clock" and method == "POST":
+            if self.clock.mode != "virtual":
+                await error(400, "InvalidClockMode",
+                            "The clock is real; start cmhost with --clock virtual to advance it.")
+                return
+            try:
+                body = json.loads(await read_body(receive, 64 * 1024) or b"{}")
+                seconds = body["advance"]
+                if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
+                        or not 0 <= seconds <= 10 * 365 * 86400:
+                    raise ValueError
+            except Exception:
+                await error(400, "ValidationException",
+                            'Expected a JSON body {"advance": <seconds, 0 to 10 years>}.')
+                return
+            await loop.run_in_executor(self.executor, self.advance, float(seconds))
+            await reply(200, self._clock_state())
+            return
+        await error(404, "NotFound", f"No cmhost endpoint {method} {path}.")

@@ -1,0 +1,124 @@
+"""The operation table: each OpsWorks CM operation, from validated wire input to wire output."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from cmhost.api import serialize
+from cmhost.service import accounts, events, servers, tags
+from cmhost.service.context import Caller
+from cmhost.service.pagination import Pager
+from cmhost.service.runtime import Runtime
+
+Params = dict[str, Any]
+Handler = Callable[[Caller, Params], dict[str, Any]]
+F = TypeVar("F", bound=Callable[..., dict[str, Any]])
+
+
+def operation(name: str) -> Callable[[F], F]:
+    """Marks a method as the handler of an operation; the table is built from the marks."""
+
+    def mark(fn: F) -> F:
+        fn.__cmhost_operation__ = name  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def _pairs(items: list[dict[str, Any]] | None, key: str = "Name", value: str = "Value"
+           ) -> list[tuple[str, str]]:
+    return [(item.get(key), item.get(value)) for item in items or []]  # type: ignore[misc]
+
+
+def _with_token(out: dict[str, Any], token: str | None) -> dict[str, Any]:
+    if token is not None:
+        out["NextToken"] = token
+    return out
+
+
+class OpsWorksCM:
+    """Translates between wire shapes and the service layer; holds no state of its own."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.pager = Pager(rt.box)
+
+    def table(self) -> dict[str, Handler]:
+        found: dict[str, Handler] = {}
+        for attr in dir(type(self)):
+            name = getattr(getattr(type(self), attr), "__cmhost_operation__", None)
+            if name is not None:
+                found[name] = getattr(self, attr)
+        return found
+
+    @operation("CreateServer")
+    def create_server(self, caller: Caller, p: Params) -> dict[str, Any]:
+        req = servers.CreateServerInput(
+            server_name=p["ServerName"], engine=p["Engine"],
+            instance_profile_arn=p["InstanceProfileArn"], instance_type=p["InstanceType"],
+            service_role_arn=p["ServiceRoleArn"], engine_model=p.get("EngineModel"),
+            engine_version=p.get("EngineVersion"),
+            engine_attributes=_pairs(p.get("EngineAttributes")),
+            associate_public_ip_address=p.get("AssociatePublicIpAddress"),
+            disable_automated_backup=p.get("DisableAutomatedBackup"),
+            backup_retention_count=p.get("BackupRetentionCount"), key_pair=p.get("KeyPair"),
+            preferred_backup_window=p.get("PreferredBackupWindow"),
+            preferred_maintenance_window=p.get("PreferredMaintenanceWindow"),
+            security_group_ids=p.get("SecurityGroupIds"), subnet_ids=p.get("SubnetIds"),
+            tags=_pairs(p.get("Tags"), "Key", "Value"), backup_id=p.get("BackupId"),
+            custom_domain=p.get("CustomDomain"), custom_certificate=p.get("CustomCertificate"),
+            custom_private_key=p.get("CustomPrivateKey"))
+        server, attributes = servers.create_server(self.rt, caller, req)
+        return {"Server": serialize.server(server, attributes)}
+
+    @operation("DescribeServers")
+    def describe_servers(self, caller: Caller, p: Params) -> dict[str, Any]:
+        found, token = servers.describe_servers(
+            self.rt, self.pager, caller, server_name=p.get("ServerName"),
+            max_results=p.get("MaxResults"), next_token=p.get("NextToken"))
+        return _with_token({"Servers": [serialize.server(s) for s in found]}, token)
+
+    @operation("UpdateServer")
+    def update_server(self, caller: Caller, p: Params) -> dict[str, Any]:
+        server = servers.update_server(
+            self.rt, caller, server_name=p["ServerName"],
+            disable_automated_backup=p.get("DisableAutomatedBackup"),
+            backup_retention_count=p.get("BackupRetentionCount"),
+            preferred_backup_window=p.get("PreferredBackupWindow"),
+            preferred_maintenance_window=p.get("PreferredMaintenanceWindow"))
+        return {"Server": serialize.server(server)}
+
+    @operation("DeleteServer")
+    def delete_server(self, caller: Caller, p: Params) -> dict[str, Any]:
+        servers.delete_server(self.rt, caller, server_name=p["ServerName"])
+        return {}
+
+    @operation("DescribeEvents")
+    def describe_events(self, caller: Caller, p: Params) -> dict[str, Any]:
+        found, token = events.describe_events(
+            self.rt.db, self.pager, caller, server_name=p["ServerName"],
+            max_results=p.get("MaxResults"), next_token=p.get("NextToken"))
+        return _with_token({"ServerEvents": [serialize.event(e) for e in found]}, token)
+
+    @operation("DescribeAccountAttributes")
+    def describe_account_attributes(self, caller: Caller, p: Params) -> dict[str, Any]:
+        found = accounts.describe_account_attributes(self.rt, caller)
+        return {"Attributes": [serialize.account_attribute(a) for a in found]}
+
+    @operation("TagResource")
+    def tag_resource(self, caller: Caller, p: Params) -> dict[str, Any]:
+        tags.tag_resource(self.rt.db, caller, p["ResourceArn"], _pairs(p["Tags"], "Key", "Value"))
+        return {}
+
+    @operation("UntagResource")
+    def untag_resource(self, caller: Caller, p: Params) -> dict[str, Any]:
+        tags.untag_resource(self.rt.db, caller, p["ResourceArn"], list(p["TagKeys"]))
+        return {}
+
+    @operation("ListTagsForResource")
+    def list_tags_for_resource(self, caller: Caller, p: Params) -> dict[str, Any]:
+        found, token = tags.list_tags(self.rt.db, self.pager, caller, p["ResourceArn"],
+                                      max_results=p.get("MaxResults"),
+                                      next_token=p.get("NextToken"))
+        return _with_token({"Tags": serialize.tags(found)}, token)

@@ -1,0 +1,165 @@
+"""The AWS JSON 1.1 protocol as an ASGI app: parse, authenticate, throttle, validate, dispatch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
+from typing import Any
+
+from cmhost.api import errors
+from cmhost.api.handlers import Handler
+from cmhost.api.model import SERVICE
+from cmhost.api.sigv4 import SigV4Verifier, SignedRequest
+from cmhost.api.throttle import TokenBuckets
+from cmhost.api.validate import format_violations, validate_input
+from cmhost.service.context import Caller
+from cmhost.service.errors import ServiceError, ValidationException
+
+log = logging.getLogger("cmhost.api")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+MAX_BODY = 1024 * 1024  # 1 MiB
+TARGET_PREFIX = SERVICE.metadata.target_prefix + "."
+CONTENT_TYPE = b"application/x-amz-json-1.1"
+ACCEPTED_CONTENT_TYPES = {"application/x-amz-json-1.1", "application/x-amz-json-1.0",
+                          "application/json", ""}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The request body; RequestEntityTooLarge as soon as it passes `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise errors.RequestEntityTooLarge(
+                f"The request body is larger than the limit of {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def send_json(send: Send, status: int, payload: Mapping[str, Any], request_id: str,
+                    error_type: str | None = None,
+                    content_type: bytes = CONTENT_TYPE) -> None:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+               (b"x-amzn-requestid", request_id.encode())]
+    if error_type is not None:
+        headers.append((b"x-amzn-errortype", error_type.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, status: int, code: str, message: str, request_id: str) -> None:
+    await send_json(send, status, {"__type": code, "message": message}, request_id, code)
+
+
+class AwsJsonApp:
+    """Serves `POST /` for the OpsWorks CM operations."""
+
+    def __init__(self, handlers: Mapping[str, Handler], verifier: SigV4Verifier,
+                 throttle: TokenBuckets | None, executor: Executor) -> None:
+        self.handlers = dict(handlers)
+        self.verifier = verifier
+        self.throttle = throttle
+        self.executor = executor
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = str(uuid.uuid4())
+        try:
+            status, payload = await self._handle(scope, receive, request_id)
+        except errors.ApiError as exc:
+            await send_error(send, exc.status, exc.code, exc.message, request_id)
+            return
+        except ServiceError as exc:
+            await send_error(send, 400, exc.code, exc.message, request_id)
+            return
+        except Exception:
+            log.exception("internal failure in request %s", request_id)
+            await send_error(send, 500, "InternalFailure",
+                             "The request processing has failed because of an unknown error.",
+                             request_id)
+            return
+        await send_json(send, status, payload, request_id)
+
+    async def _handle(self, scope: Scope, receive: Receive, request_id: str
+                      ) -> tuple[int, Mapping[str, Any]]:
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1"))
+                   for k, v in scope["headers"]]
+        header = dict(headers)
+        length = header.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            raise errors.RequestEntityTooLarge(
+                f"The request body is larger than the limit of {MAX_BODY} bytes.")
+        body = await read_body(receive, MAX_BODY)
+        if scope["method"] != "POST":
+            raise errors.MethodNotAllowed(
+                f"{scope['method']} is not supported; OpsWorks CM requests are POST /.")
+        identity = self.verifier.verify(SignedRequest(
+            method=scope["method"], path=scope.get("raw_path", b"/").decode("latin-1")
+            .split("?", 1)[0] or "/", query_string=scope.get("query_string", b"")
+            .decode("latin-1"), headers=headers, body=body))
+        target = header.get("x-amz-target")
+        if not target:
+            raise errors.MissingAction(
+                "The request has no X-Amz-Target header naming the operation "
+                f"(expected {TARGET_PREFIX}<Operation>).")
+        name = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else None
+        operation = SERVICE.operations.get(name) if name else None
+        handler = self.handlers.get(name) if name else None
+        if operation is None or handler is None:
+            raise errors.InvalidAction(f"The operation '{target}' is not valid for this service.")
+        if self.throttle is not None and not self.throttle.allow((identity.account, name)):
+            raise errors.ThrottlingException("Rate exceeded")
+        content_type = header.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type not in ACCEPTED_CONTENT_TYPES:
+            raise errors.UnsupportedMediaType(
+                f"Content-Type '{content_type}' is not supported; "
+                "use application/x-amz-json-1.1.")
+        params = self._parse(body)
+        problems = validate_input(operation, params)
+        if problems:
+            raise ValidationException(format_violations(problems))
+        caller = Caller(account=identity.account, region=identity.region,
+                        principal_arn=identity.principal_arn, request_id=request_id)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self.executor, handler, caller, params)
+        return 200, result
+
+    @staticmethod
+    def _parse(body: bytes) -> dict[str, Any]:
+        if not body.strip():
+            return {}
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise errors.SerializationException("The request body is not valid UTF-8.") from None
+        try:
+            params = json.loads(text, parse_constant=_reject_constant)
+        except RecursionError:
+            raise errors.SerializationException(
+                "The request body is nested too deeply to be parsed.") from None
+        except ValueError as exc:
+            raise errors.SerializationException(
+                f"The request body is not valid JSON: {exc}") from None
+        if not isinstance(params, dict):
+            raise errors.SerializationException(
+                "The request body must be a JSON object (structure).")
+        return params

@@ -1,0 +1,167 @@
+"""The app: built once at start-up, it owns the database, clock, drivers, worker and HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from cmhost import __version__
+from cmhost.api.admin import AdminApp
+from cmhost.api.handlers import OpsWorksCM
+from cmhost.api.protocol import AwsJsonApp, Receive, Scope, Send
+from cmhost.api.sigv4 import KeyRecord, SigV4Verifier
+from cmhost.api.throttle import TokenBuckets
+from cmhost.config import Settings
+from cmhost.engines.base import DriverContext, EngineDriver, EngineFamily
+from cmhost.engines.embedded import EmbeddedDriver
+from cmhost.service.jobs import job_handlers
+from cmhost.service.keys import KeyDirectory
+from cmhost.service.runtime import Drivers, Runtime
+from cmhost.storage import repo
+from cmhost.storage.db import Database
+from cmhost.storage.secrets import MasterKeyError, SecretBox, load_or_create_master_key
+from cmhost.workflows.clock import VirtualClock, make_clock
+from cmhost.workflows.jobs import Enqueuer
+from cmhost.workflows.worker import Worker
+
+log = logging.getLogger("cmhost")
+
+CLOCK_OFFSET_KEY = "virtual_clock_offset"
+MASTER_CHECK_KEY = "master_key_check"
+MASTER_CHECK_TEXT = "cmhost master key check"
+
+
+def open_database(settings: Settings) -> tuple[Database, SecretBox]:
+    """The migrated database and the secret box, with the master key checked against it."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    db.upgrade()
+    key_file = settings.resolved_master_key_file
+    box = SecretBox(load_or_create_master_key(key_file))
+    with db.write() as conn:
+        check = repo.get_meta(conn, MASTER_CHECK_KEY)
+        if check is None:
+            repo.set_meta(conn, MASTER_CHECK_KEY, box.encrypt(MASTER_CHECK_TEXT, MASTER_CHECK_KEY))
+        else:
+            try:
+                box.decrypt(check, MASTER_CHECK_KEY)
+            except MasterKeyError:
+                raise MasterKeyError(
+                    f"the master key ({key_file}) is not the key this database was created "
+                    "with; start cmhost with the original key (--master-key-file or "
+                    "CMHOST_MASTER_KEY_FILE)") from None
+    return db, box
+
+
+def build_drivers(settings: Settings) -> Drivers:
+    ctx = DriverContext(data_dir=settings.data_dir)
+    chosen: dict[EngineFamily, EngineDriver] = {}
+    for family, name in (("Chef", settings.chef_driver), ("Puppet", settings.puppet_driver)):
+        if name != "embedded":
+            raise ValueError(f"the {name!r} driver for {family} is not available in this "
+                             "version of cmhost (use 'embedded')")
+        chosen[family] = EmbeddedDriver(ctx, family)
+    return Drivers(by_family=chosen)
+
+
+class CmhostApp:
+    """The ASGI application and everything it owns."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db, self.box = open_database(settings)
+        with self.db.read() as conn:
+            offset = float(repo.get_meta(conn, CLOCK_OFFSET_KEY) or 0.0)
+        self.clock = make_clock(settings.clock, offset)
+        self.enqueuer = Enqueuer()
+        self.runtime = Runtime(db=self.db, clock=self.clock, box=self.box,
+                               drivers=build_drivers(settings), settings=settings,
+                               enqueuer=self.enqueuer)
+        self.worker = Worker(self.db, self.clock, job_handlers(self.runtime))
+        self.runtime.wake_worker = self.worker.wake
+        self.keys = KeyDirectory(self.db, self.box, allow_dev_key=settings.loopback)
+        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cmhost-api")
+        verifier = SigV4Verifier(self._lookup_key)
+        throttle = TokenBuckets() if settings.throttle else None
+        self.aws = AwsJsonApp(OpsWorksCM(self.runtime).table(), verifier, throttle, self.executor)
+        self.admin = AdminApp(self.clock, self.advance, self.health, self.executor)
+        self.started_at = time.time()
+
+    def _lookup_key(self, access_key_id: str) -> KeyRecord | None:
+        key = self.keys(access_key_id)
+        if key is None:
+            return None
+        return KeyRecord(key.access_key_id, key.secret_access_key, key.account, key.principal_arn)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.settings.run_worker:
+            self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.db.dispose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if scope["path"].startswith("/_cmhost/"):
+                await self.admin(scope, receive, send)
+            else:
+                await self.aws(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # --- /_cmhost/ --------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        try:
+            with self.db.read() as conn:
+                repo.get_meta(conn, MASTER_CHECK_KEY)
+            database = "ok"
+        except Exception as exc:  # report, do not raise: this is the liveness probe
+            database = f"error: {exc}"
+        return {"status": "ok" if database == "ok" else "degraded", "version": __version__,
+                "database": database, "clock": self.clock.mode,
+                "uptime": round(time.time() - self.started_at, 3)}
+
+    def advance(self, seconds: float) -> None:
+        """Move the virtual clock forward, running each job at its own due time on the way."""
+        clock = self.clock
+        assert isinstance(clock, VirtualClock)
+        target = clock.now() + seconds
+        while True:
+            due = self.worker.next_due()
+            if due is None or due > target:
+                break
+            clock.advance_to(due)
+            self._save_offset(clock)
+            if self.worker.run_due() == 0 and due <= clock.now():
+                break  # due but held by another worker: it will run there
+        clock.advance_to(target)
+        self._save_offset(clock)
+        self.worker.run_due()
+        self.worker.wake()
+
+    def _save_offset(self, clock: VirtualClock) -> None:
+        with self.db.write() as conn:
+            repo.set_meta(conn, CLOCK_OFFSET_KEY, repr(clock.offset))

@@ -1,0 +1,226 @@
+"""The `cmhost` command: serve, worker, keys, accounts, model export, db upgrade."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from cmhost.config import Settings, env_defaults
+
+
+def _add_storage_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, help="data directory (CMHOST_DATA_DIR)")
+    p.add_argument("--database-url", help="SQLAlchemy URL (CMHOST_DATABASE_URL); "
+                                          "default SQLite in the data directory")
+    p.add_argument("--master-key-file", type=Path,
+                   help="file holding the master key (CMHOST_MASTER_KEY_FILE); "
+                        "default $XDG_CONFIG_HOME/cmhost/master.key")
+
+
+def _add_service_flags(p: argparse.ArgumentParser) -> None:
+    _add_storage_flags(p)
+    p.add_argument("--clock", choices=["real", "virtual"], help="clock mode (CMHOST_CLOCK)")
+    p.add_argument("--provisioning-seconds", type=float,
+                   help="time a new server spends in CREATING (default 5)")
+    p.add_argument("--deletion-seconds", type=float,
+                   help="time a server spends in DELETING (default 2)")
+    p.add_argument("--server-limit", type=int, help="default servers per account and region")
+    p.add_argument("--backup-limit", type=int,
+                   help="default manual backups per account and region")
+    p.add_argument("--puppet-driver", choices=["embedded", "puppetserver"])
+    p.add_argument("--chef-driver", choices=["embedded", "goiardi"])
+    p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cmhost", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API (and, unless --no-worker, the worker)")
+    serve.add_argument("--host", help="listen address (CMHOST_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (CMHOST_PORT, default 4580)")
+    serve.add_argument("--throttle", choices=["on", "off"], help="AWS throttling (default on)")
+    serve.add_argument("--no-worker", action="store_true", help="serve the API only")
+    serve.add_argument("--public-url",
+                       help="URL nodes use to reach this API in user data (CMHOST_PUBLIC_URL)")
+    _add_service_flags(serve)
+
+    worker = sub.add_parser("worker", help="run jobs and schedules only, no API")
+    _add_service_flags(worker)
+
+    keys = sub.add_parser("keys", help="manage access keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="issue a key; prints one JSON object")
+    create.add_argument("--account", required=True, help="12-digit account ID")
+    create.add_argument("--user", default="admin", help="IAM-style user name of the principal")
+    _add_storage_flags(create)
+    lst = keys_sub.add_parser("list", help="list issued keys (never their secrets)")
+    _add_storage_flags(lst)
+    delete = keys_sub.add_parser("delete", help="delete an issued key")
+    delete.add_argument("access_key_id")
+    _add_storage_flags(delete)
+
+    accounts = sub.add_parser("accounts", help="per-account settings")
+    acc_sub = accounts.add_subparsers(dest="accounts_command", required=True)
+    limits = acc_sub.add_parser("set-limits", help="set an account's server/backup limits")
+    limits.add_argument("--account", required=True)
+    limits.add_argument("--server-limit", type=int)
+    limits.add_argument("--backup-limit", type=int)
+    _add_storage_flags(limits)
+
+    model = sub.add_parser("model", help="the service model")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    export = model_sub.add_parser("export", help="write a botocore model for AWS_DATA_PATH")
+    export.add_argument("directory", type=Path)
+
+    db = sub.add_parser("db", help="the database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply schema migrations")
+    _add_storage_flags(upgrade)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    values = env_defaults()
+    mapping = {
+        "host": "host", "port": "port", "data_dir": "data_dir", "database_url": "database_url",
+        "master_key_file": "master_key_file", "clock": "clock",
+        "provisioning_seconds": "provisioning_seconds", "deletion_seconds": "deletion_seconds",
+        "server_limit": "server_limit", "backup_limit": "backup_limit",
+        "puppet_driver": "puppet_driver", "chef_driver": "chef_driver",
+        "public_url": "public_url", "log_level": "log_level",
+    }
+    for arg, field_name in mapping.items():
+        value = getattr(args, arg, None)
+        if value is not None:
+            values[field_name] = value
+    throttle = getattr(args, "throttle", None)
+    if throttle is not None:
+        values["throttle"] = throttle == "on"
+    if getattr(args, "no_worker", False):
+        values["run_worker"] = False
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _fail(message: str) -> int:
+    print(f"cmhost: error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_serve(settings: Settings) -> int:
+    import uvicorn
+
+    from cmhost.app import CmhostApp
+
+    app = CmhostApp(settings)
+    if not settings.loopback:
+        logging.getLogger("cmhost").warning(
+            "listening on %s: the development key test/test is disabled; use issued keys",
+            settings.host)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",
+                            access_log=False, log_level=settings.log_level,
+                            http="httptools", loop="uvloop", timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run()
+    return 0
+
+
+def cmd_worker(settings: Settings) -> int:
+    from cmhost.app import CmhostApp
+
+    app = CmhostApp(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    app.start()
+    while not stop.is_set():
+        time.sleep(0.2)
+    app.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from cmhost.storage.secrets import MasterKeyError
+
+    try:
+        return _dispatch(args, settings)
+    except (MasterKeyError, ValueError) as exc:
+        return _fail(str(exc))
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        return cmd_serve(settings)
+    if args.command == "worker":
+        return cmd_worker(settings)
+    if args.command == "model":
+        from cmhost.api.export import export_model
+
+        for path in export_model(args.directory):
+            print(path)
+        return 0
+
+    from cmhost.app import open_database
+
+    db, box = open_database(settings)
+    if args.command == "db":
+        print(json.dumps({"database": _redact(settings.resolved_database_url),
+                          "status": "up to date"}))
+        return 0
+    if args.command == "keys":
+        from cmhost.service import keys
+
+        if args.keys_command == "create":
+            if not (len(args.account) == 12 and args.account.isdigit()):
+                return _fail("--account must be a 12-digit account ID")
+            issued = keys.issue_key(db, box, account=args.account, user=args.user,
+                                    now=time.time())
+            print(json.dumps({"AccessKeyId": issued.access_key_id,
+                              "SecretAccessKey": issued.secret_access_key,
+                              "Account": issued.account}))
+            return 0
+        if args.keys_command == "list":
+            print(json.dumps(keys.list_keys(db), indent=2))
+            return 0
+        if args.keys_command == "delete":
+            if not keys.delete_key(db, args.access_key_id):
+                return _fail(f"no access key {args.access_key_id}")
+            return 0
+    if args.command == "accounts":
+        from cmhost.storage import repo
+
+        if not (len(args.account) == 12 and args.account.isdigit()):
+            return _fail("--account must be a 12-digit account ID")
+        for value in (args.server_limit, args.backup_limit):
+            if value is not None and value < 0:
+                return _fail("limits must be 0 or more")
+        with db.write() as conn:
+            repo.set_account_limits(conn, args.account, time.time(),
+                                    server_limit=args.server_limit,
+                                    backup_limit=args.backup_limit)
+        return 0
+    return _fail(f"unknown command {args.command}")
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Settings of one cmhost process, from command-line flags and CMHOST_* variables."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "cmhost"
+
+
+def default_master_key_file() -> Path:
+    # Outside the data directory on purpose: a copy of the data directory (or of the
+    # database) alone does not decrypt anything.
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "cmhost" / "master.key"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 4580
+    data_dir: Path = field(default_factory=default_data_dir)
+    database_url: str | None = None
+    master_key_file: Path | None = None
+    clock: str = "real"  # "real" | "virtual"
+    throttle: bool = True
+    provisioning_seconds: float = 5.0
+    deletion_seconds: float = 2.0
+    server_limit: int = 10
+    backup_limit: int = 50
+    puppet_driver: str = "embedded"
+    chef_driver: str = "embedded"
+    run_worker: bool = True
+    public_url: str | None = None  # how nodes reach this API (user data); default from host/port
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'cmhost.db'}"
+
+    @property
+    def resolved_master_key_file(self) -> Path:
+        return self.master_key_file or default_master_key_file()
+
+    @property
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def env_defaults() -> dict[str, object]:
+    """CMHOST_* variables as Settings keyword arguments (flags override them)."""
+    env = os.environ
+    out: dict[str, object] = {}
+    if "CMHOST_HOST" in env:
+        out["host"] = env["CMHOST_HOST"]
+    if "CMHOST_PORT" in env:
+        out["port"] = int(env["CMHOST_PORT"])
+    if "CMHOST_DATA_DIR" in env:
+        out["data_dir"] = Path(env["CMHOST_DATA_DIR"])
+    if "CMHOST_DATABASE_URL" in env:
+        out["database_url"] = env["CMHOST_DATABASE_URL"]
+    if "CMHOST_MASTER_KEY_FILE" in env:
+        out["master_key_file"] = Path(env["CMHOST_MASTER_KEY_FILE"])
+    if "CMHOST_CLOCK" in env:
+        out["clock"] = env["CMHOST_CLOCK"]
+    if "CMHOST_THROTTLE" in env:
+        out["throttle"] = env["CMHOST_THROTTLE"].lower() not in ("off", "0", "false", "no")
+    if "CMHOST_PROVISIONING_SECONDS" in env:
+        out["provisioning_seconds"] = float(env["CMHOST_PROVISIONING_SECONDS"])
+    if "CMHOST_DELETION_SECONDS" in env:
+        out["deletion_seconds"] = float(env["CMHOST_DELETION_SECONDS"])
+    if "CMHOST_SERVER_LIMIT" in env:
+        out["server_limit"] = int(env["CMHOST_SERVER_LIMIT"])
+    if "CMHOST_BACKUP_LIMIT" in env:
+        out["backup_limit"] = int(env["CMHOST_BACKUP_LIMIT"])
+    if "CMHOST_PUBLIC_URL" in env:
+        out["public_url"] = env["CMHOST_PUBLIC_URL"]
+    return out

@@ -1,0 +1,288 @@
+"""Servers: CreateServer, DescribeServers, UpdateServer, DeleteServer."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from cmhost.engines.attributes import engine_family, validate_create_attributes
+from cmhost.engines.base import InvalidEngineAttribute, ServerSpec
+from cmhost.service import events, states
+from cmhost.service.context import Caller
+from cmhost.service.custom_domain import check_custom_domain
+from cmhost.service.engine_options import choose_engine
+from cmhost.service.errors import (
+    InvalidStateException,
+    LimitExceededException,
+    ResourceAlreadyExistsException,
+    ResourceNotFoundException,
+    ValidationException,
+    constraint,
+    violations,
+)
+from cmhost.service.pagination import Pager, page_size
+from cmhost.service.records import Server
+from cmhost.service.runtime import Runtime
+from cmhost.service.tags import tags_to_dict
+from cmhost.storage import repo
+
+MAX_RETENTION = 30  # automated backup generations
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@dataclass(frozen=True)
+class CreateServerInput:
+    server_name: str
+    engine: str
+    instance_profile_arn: str
+    instance_type: str
+    service_role_arn: str
+    engine_model: str | None = None
+    engine_version: str | None = None
+    engine_attributes: list[tuple[str, str]] = field(default_factory=list)
+    associate_public_ip_address: bool | None = None
+    disable_automated_backup: bool | None = None
+    backup_retention_count: int | None = None
+    key_pair: str | None = None
+    preferred_backup_window: str | None = None
+    preferred_maintenance_window: str | None = None
+    security_group_ids: list[str] | None = None
+    subnet_ids: list[str] | None = None
+    tags: list[tuple[str, str]] = field(default_factory=list)
+    backup_id: str | None = None
+    custom_domain: str | None = None
+    custom_certificate: str | None = None
+    custom_private_key: str | None = None
+
+
+def _random_alnum(n: int) -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def default_backup_window() -> str:
+    return f"{secrets.randbelow(24):02d}:{secrets.randbelow(60):02d}"
+
+
+def default_maintenance_window() -> str:
+    return f"{secrets.choice(('Tue', 'Wed', 'Fri'))}:{secrets.randbelow(24):02d}:00"
+
+
+def check_retention(value: int | None) -> None:
+    if value is not None and not 1 <= value <= MAX_RETENTION:
+        rule = (f"Member must have value less than or equal to {MAX_RETENTION}" if value > 1
+                else "Member must have value greater than or equal to 1")
+        raise violations([constraint(value, "backupRetentionCount", rule)])
+
+
+def server_not_found(name: str) -> ResourceNotFoundException:
+    return events.server_not_found(name)
+
+
+def server_limit(rt: Runtime, account_row: Mapping[str, Any] | None) -> int:
+    """The account's own limit if one is set, else the process default."""
+    limit = account_row["server_limit"] if account_row is not None else None
+    return int(limit) if limit is not None else rt.settings.server_limit
+
+
+def create_server(rt: Runtime, caller: Caller, req: CreateServerInput
+                  ) -> tuple[Server, list[tuple[str, str]]]:
+    """Validate, create the engine identity, store the server in CREATING and enqueue the job.
+
+    Returns the server and the one-time credentials for the response.
+    """
+    choice = choose_engine(req.engine, req.engine_model, req.engine_version)
+    check_retention(req.backup_retention_count)
+    check_custom_domain(req.custom_domain, req.custom_certificate, req.custom_private_key)
+    tags = tags_to_dict(req.tags)
+    try:
+        attributes = validate_create_attributes(choice.engine, req.engine_attributes)
+    except InvalidEngineAttribute as exc:
+        raise ValidationException(str(exc)) from None
+
+    family = engine_family(choice.engine)
+    driver = rt.drivers.for_new_server(family)
+    now = rt.clock.now()
+    server_id = str(uuid.uuid4())
+    arn = f"arn:aws:opsworks-cm:{caller.region}:{caller.account}:server/{req.server_name}/{server_id}"
+    endpoint = f"{req.server_name.lower()}-{_random_alnum(16)}.{caller.region}.opsworks-cm.io"
+    stack_arn = (f"arn:aws:cloudformation:{caller.region}:{caller.account}:stack/"
+                 f"aws-opsworks-cm-instance-{req.server_name}-{int(now * 1000)}/{uuid.uuid4()}")
+
+    # Cheap checks first so a doomed request does not pay for key generation.
+    with rt.db.read() as conn:
+        _check_can_create(rt, conn, caller, req)
+
+    spec = ServerSpec(server_id=server_id, name=req.server_name, account=caller.account,
+                      region=caller.region, engine=choice.engine, family=family,
+                      engine_version=choice.version, endpoint=endpoint,
+                      api_endpoint=rt.settings.resolved_public_url,
+                      custom_domain=req.custom_domain)
+    prepared = driver.prepare(spec, attributes)
+    material = prepared.material
+    secret_parts = dict(material.secrets)
+    if req.custom_private_key is not None:
+        secret_parts["custom_private_key"] = req.custom_private_key
+    public_parts = dict(material.public)
+    if req.custom_certificate is not None:
+        public_parts["custom_certificate"] = req.custom_certificate
+    public_attributes = driver.public_attributes(spec, material)
+
+    row = {
+        "id": server_id, "account": caller.account, "region": caller.region,
+        "name": req.server_name, "arn": arn, "engine": choice.engine,
+        "engine_model": choice.model, "engine_version": choice.version, "driver": driver.name,
+        "status": states.CREATING, "status_reason": None, "maintenance_status": None,
+        "endpoint": endpoint, "cloudformation_stack_arn": stack_arn,
+        "instance_type": req.instance_type, "instance_profile_arn": req.instance_profile_arn,
+        "service_role_arn": req.service_role_arn, "key_pair": req.key_pair,
+        "associate_public_ip_address": True if req.associate_public_ip_address is None
+        else req.associate_public_ip_address,
+        "disable_automated_backup": bool(req.disable_automated_backup),
+        "backup_retention_count": req.backup_retention_count or 1,
+        "preferred_backup_window": req.preferred_backup_window or default_backup_window(),
+        "preferred_maintenance_window": req.preferred_maintenance_window
+        or default_maintenance_window(),
+        "security_group_ids": req.security_group_ids, "subnet_ids": req.subnet_ids,
+        "custom_domain": req.custom_domain, "engine_public": public_parts,
+        "engine_secrets_enc": rt.box.encrypt(json.dumps(secret_parts), arn),
+        "engine_attributes": [list(a) for a in public_attributes],
+        "created_at": now, "updated_at": now,
+    }
+    try:
+        with rt.db.write() as conn:
+            _check_can_create(rt, conn, caller, req, lock=True)
+            repo.insert_server(conn, row)
+            repo.put_tags(conn, arn, tags)
+            events.record(conn, server_id=server_id, server_name=req.server_name, at=now,
+                          message=f"Server {req.server_name} creation started "
+                                  f"({choice.engine} {choice.version}, {driver.name} engine).")
+            rt.enqueuer.enqueue(conn, kind="create_server", server_id=server_id, now=now)
+    except IntegrityError:
+        raise _already_exists(req.server_name) from None
+    rt.wake_worker()
+    server = Server.from_row(row)
+    return server, list(public_attributes) + list(prepared.one_time_attributes)
+
+
+def _already_exists(name: str) -> ResourceAlreadyExistsException:
+    return ResourceAlreadyExistsException(
+        f"A server with the name '{name}' already exists in this account and region.")
+
+
+def _check_can_create(rt: Runtime, conn: Connection, caller: Caller, req: CreateServerInput,
+                      *, lock: bool = False) -> None:
+    account = (repo.lock_account(conn, caller.account, rt.clock.now()) if lock
+               else repo.get_account(conn, caller.account))
+    if repo.get_server(conn, caller.account, caller.region, req.server_name) is not None:
+        raise _already_exists(req.server_name)
+    limit = server_limit(rt, account)
+    if repo.count_servers(conn, caller.account, caller.region) >= limit:
+        raise LimitExceededException(
+            f"You have reached the maximum number of servers ({limit}) for this account "
+            f"in {caller.region}.")
+    if req.backup_id is not None:
+        backup = repo.get_backup(conn, caller.account, caller.region, req.backup_id)
+        if backup is None:
+            raise ResourceNotFoundException(f"Backup '{req.backup_id}' does not exist.")
+        raise ValidationException(
+            "Creating a server from a backup is not available in this version of cmhost.")
+
+
+def describe_servers(rt: Runtime, pager: Pager, caller: Caller, *, server_name: str | None,
+                     max_results: int | None, next_token: str | None
+                     ) -> tuple[list[Server], str | None]:
+    scope = f"DescribeServers|{caller.account}|{caller.region}|{server_name or ''}"
+    if server_name is not None:
+        if next_token is not None:
+            pager.decode(next_token, scope)  # no second page exists for one name
+        with rt.db.read() as conn:
+            row = repo.get_server(conn, caller.account, caller.region, server_name)
+        if row is None:
+            raise server_not_found(server_name)
+        return [Server.from_row(row)], None
+    limit = page_size(max_results)
+    after = None
+    if next_token is not None:
+        cursor = pager.decode(next_token, scope)
+        after = str(cursor[0]) if cursor else None
+    with rt.db.read() as conn:
+        rows = repo.list_servers(conn, caller.account, caller.region, after_name=after,
+                                 limit=limit + 1)
+    token = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        token = pager.encode(scope, [rows[-1]["name"]])
+    return [Server.from_row(r) for r in rows], token
+
+
+def update_server(rt: Runtime, caller: Caller, *, server_name: str,
+                  disable_automated_backup: bool | None, backup_retention_count: int | None,
+                  preferred_backup_window: str | None, preferred_maintenance_window: str | None
+                  ) -> Server:
+    check_retention(backup_retention_count)
+    values: dict[str, object] = {}
+    if disable_automated_backup is not None:
+        values["disable_automated_backup"] = disable_automated_backup
+    if backup_retention_count is not None:
+        values["backup_retention_count"] = backup_retention_count
+    if preferred_backup_window is not None:
+        values["preferred_backup_window"] = preferred_backup_window
+    if preferred_maintenance_window is not None:
+        values["preferred_maintenance_window"] = preferred_maintenance_window
+    now = rt.clock.now()
+    with rt.db.write() as conn:
+        row = repo.get_server(conn, caller.account, caller.region, server_name)
+        if row is None:
+            raise server_not_found(server_name)
+        _require_state(row["name"], row["status"], "UpdateServer")
+        if values:
+            repo.update_server(conn, row["id"], updated_at=now, **values)
+            changed = ", ".join(sorted(_wire_name(k) for k in values))
+            events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
+                          message=f"Server settings updated: {changed}.")
+        row = repo.get_server_by_id(conn, row["id"])
+        assert row is not None
+    return Server.from_row(row)
+
+
+def _wire_name(column: str) -> str:
+    return "".join(part.capitalize() for part in column.split("_"))
+
+
+def _require_state(name: str, status: str, operation: str) -> None:
+    if not states.allowed(operation, status):
+        raise InvalidStateException(
+            f"The server '{name}' is in state {status}; {operation} is allowed only in "
+            f"these states: {states.allowed_text(operation)}.")
+
+
+def delete_server(rt: Runtime, caller: Caller, *, server_name: str) -> None:
+    now = rt.clock.now()
+    with rt.db.write() as conn:
+        row = repo.get_server(conn, caller.account, caller.region, server_name)
+        if row is None:
+            raise server_not_found(server_name)
+        status = row["status"]
+        if status == states.DELETING:
+            raise InvalidStateException(f"The server '{server_name}' is already being deleted.")
+        if status in states.BUSY:
+            raise ValidationException(
+                f"Cannot delete the server '{server_name}'. The current operation on the "
+                f"server is still in progress.")
+        if not repo.transition_server(conn, row["id"], states.ALLOWED["DeleteServer"],
+                                      status=states.DELETING, status_reason=None,
+                                      updated_at=now):
+            raise InvalidStateException(f"The server '{server_name}' changed state; try again.")
+        events.record(conn, server_id=row["id"], server_name=server_name, at=now,
+                      message=f"Server {server_name} deletion started.")
+        rt.enqueuer.enqueue(conn, kind="delete_server", server_id=row["id"], now=now)
+    rt.wake_worker()

@@ -1,0 +1,279 @@
+"""Every query cmhost makes, as functions over a SQLAlchemy connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, and_, delete, func, insert, or_, select, update
+
+from cmhost.storage.tables import access_keys, accounts, backups, events, jobs, meta, servers, tags
+
+# --- meta -------------------------------------------------------------------------------
+
+
+def get_meta(conn: Connection, key: str) -> str | None:
+    return conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar_one_or_none()
+
+
+def set_meta(conn: Connection, key: str, value: str) -> None:
+    if conn.execute(update(meta).where(meta.c.key == key).values(value=value)).rowcount == 0:
+        conn.execute(insert(meta).values(key=key, value=value))
+
+
+# --- accounts ---------------------------------------------------------------------------
+
+
+def lock_account(conn: Connection, account: str, now: float) -> RowMapping:
+    """The account row, created if absent, locked for the rest of the transaction.
+
+    Limit checks (servers, backups) run under this lock so concurrent creates in one
+    account are serialized on every database (SQLite serializes writers anyway).
+    """
+    row = conn.execute(
+        select(accounts).where(accounts.c.account == account).with_for_update()
+    ).mappings().first()
+    if row is None:
+        conn.execute(insert(accounts).values(account=account, created_at=now))
+        row = conn.execute(
+            select(accounts).where(accounts.c.account == account).with_for_update()
+        ).mappings().one()
+    return row
+
+
+def get_account(conn: Connection, account: str) -> RowMapping | None:
+    return conn.execute(select(accounts).where(accounts.c.account == account)).mappings().first()
+
+
+def set_account_limits(conn: Connection, account: str, now: float, *,
+                       server_limit: int | None, backup_limit: int | None) -> None:
+    lock_account(conn, account, now)
+    values: dict[str, Any] = {}
+    if server_limit is not None:
+        values["server_limit"] = server_limit
+    if backup_limit is not None:
+        values["backup_limit"] = backup_limit
+    if values:
+        conn.execute(update(accounts).where(accounts.c.account == account).values(**values))
+
+
+# --- access keys ------------------------------------------------------------------------
+
+
+def insert_access_key(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(access_keys).values(**values))
+
+
+def get_access_key(conn: Connection, access_key_id: str) -> RowMapping | None:
+    return conn.execute(
+        select(access_keys).where(access_keys.c.access_key_id == access_key_id)
+    ).mappings().first()
+
+
+def list_access_keys(conn: Connection) -> Sequence[RowMapping]:
+    return conn.execute(select(access_keys).order_by(access_keys.c.created_at)).mappings().all()
+
+
+def delete_access_key(conn: Connection, access_key_id: str) -> bool:
+    return conn.execute(
+        delete(access_keys).where(access_keys.c.access_key_id == access_key_id)
+    ).rowcount > 0
+
+
+# --- servers ----------------------------------------------------------------------------
+
+
+def insert_server(conn: Connection, values: Mapping[str, Any]) -> None:
+    conn.execute(insert(servers).values(**values))
+
+
+def get_server(conn: Connection, account: str, region: str, name: str) -> RowMapping | None:
+    return conn.execute(
+        select(servers).where(
+            servers.c.account == account, servers.c.region == region, servers.c.name == name
+        )
+    ).mappings().first()
+
+
+def get_server_by_id(conn: Connection, server_id: str) -> RowMapping | None:
+    return conn.execute(select(servers).where(servers.c.id == server_id)).mappings().first()
+
+
+def get_server_by_arn(conn: Connection, arn: str) -> RowMapping | None:
+    return conn.execute(select(servers).where(servers.c.arn == arn)).mappings().first()
+
+
+def list_servers(conn: Connection, account: str, region: str, *, after_name: str | None,
+                 limit: int) -> Sequence[RowMapping]:
+    """Servers of an account and region ordered by name, the page after `after_name`."""
+    query = select(servers).where(servers.c.account == account, servers.c.region == region)
+    if after_name is not None:
+        query = query.where(servers.c.name > after_name)
+    return conn.execute(query.order_by(servers.c.name).limit(limit)).mappings().all()
+
+
+def count_servers(conn: Connection, account: str, region: str) -> int:
+    return conn.execute(
+        select(func.count()).select_from(servers).where(
+            servers.c.account == account, servers.c.region == region)
+    ).scalar_one()
+
+
+def update_server(conn: Connection, server_id: str, **values: Any) -> None:
+    conn.execute(update(servers).where(servers.c.id == server_id).values(**values))
+
+
+def transition_server(conn: Connection, server_id: str, allowed: Iterable[str], **values: Any
+                      ) -> bool:
+    """Set `values` only if the server is still in one of `allowed` states (compare-and-set)."""
+    result = conn.execute(
+        update(servers)
+        .where(servers.c.id == server_id, servers.c.status.in_(list(allowed)))
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def delete_server(conn: Connection, server_id: str) -> None:
+    conn.execute(delete(servers).where(servers.c.id == server_id))
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+def insert_event(conn: Connection, *, server_id: str, server_name: str, created_at: float,
+                 message: str, log_url: str | None = None) -> None:
+    conn.execute(insert(events).values(server_id=server_id, server_name=server_name,
+                                       created_at=created_at, message=message, log_url=log_url))
+
+
+def list_events(conn: Connection, server_id: str, *, before: tuple[float, int] | None,
+                limit: int) -> Sequence[RowMapping]:
+    """A server's events, newest first, the page after the (created_at, id) cursor."""
+    query = select(events).where(events.c.server_id == server_id)
+    if before is not None:
+        at, event_id = before
+        query = query.where(or_(events.c.created_at < at,
+                                and_(events.c.created_at == at, events.c.id < event_id)))
+    query = query.order_by(events.c.created_at.desc(), events.c.id.desc()).limit(limit)
+    return conn.execute(query).mappings().all()
+
+
+def delete_events(conn: Connection, server_id: str) -> None:
+    conn.execute(delete(events).where(events.c.server_id == server_id))
+
+
+# --- backups ----------------------------------------------------------------------------
+
+
+def count_manual_backups(conn: Connection, account: str, region: str) -> int:
+    return conn.execute(
+        select(func.count()).select_from(backups).where(
+            backups.c.account == account, backups.c.region == region,
+            backups.c.backup_type == "MANUAL")
+    ).scalar_one()
+
+
+def get_backup(conn: Connection, account: str, region: str, backup_id: str) -> RowMapping | None:
+    return conn.execute(
+        select(backups).where(backups.c.id == backup_id, backups.c.account == account,
+                              backups.c.region == region)
+    ).mappings().first()
+
+
+def get_backup_by_arn(conn: Connection, arn: str) -> RowMapping | None:
+    return conn.execute(select(backups).where(backups.c.arn == arn)).mappings().first()
+
+
+# --- tags -------------------------------------------------------------------------------
+
+
+def list_tags(conn: Connection, resource_arn: str, *, after_key: str | None = None,
+              limit: int | None = None) -> Sequence[RowMapping]:
+    query = select(tags.c.key, tags.c.value).where(tags.c.resource_arn == resource_arn)
+    if after_key is not None:
+        query = query.where(tags.c.key > after_key)
+    query = query.order_by(tags.c.key)
+    if limit is not None:
+        query = query.limit(limit)
+    return conn.execute(query).mappings().all()
+
+
+def put_tags(conn: Connection, resource_arn: str, new_tags: Mapping[str, str]) -> None:
+    if not new_tags:
+        return
+    conn.execute(delete(tags).where(tags.c.resource_arn == resource_arn,
+                                    tags.c.key.in_(list(new_tags))))
+    conn.execute(insert(tags), [{"resource_arn": resource_arn, "key": k, "value": v}
+                                for k, v in new_tags.items()])
+
+
+def delete_tags(conn: Connection, resource_arn: str, keys: Iterable[str] | None = None) -> None:
+    query = delete(tags).where(tags.c.resource_arn == resource_arn)
+    if keys is not None:
+        query = query.where(tags.c.key.in_(list(keys)))
+    conn.execute(query)
+
+
+# --- jobs -------------------------------------------------------------------------------
+
+
+def insert_job(conn: Connection, *, kind: str, server_id: str | None, payload: Mapping[str, Any],
+               step: str, run_at: float, now: float) -> int:
+    result = conn.execute(insert(jobs).values(
+        kind=kind, server_id=server_id, payload=dict(payload), step=step, status="pending",
+        run_at=run_at, attempts=0, created_at=now, updated_at=now))
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def due_job_ids(conn: Connection, now: float, limit: int) -> list[int]:
+    rows = conn.execute(
+        select(jobs.c.id).where(
+            jobs.c.status == "pending", jobs.c.run_at <= now,
+            or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < now))
+        .order_by(jobs.c.run_at, jobs.c.id).limit(limit)
+    ).scalars().all()
+    return list(rows)
+
+
+def claim_job(conn: Connection, job_id: int, *, owner: str, now: float, lease_until: float
+              ) -> RowMapping | None:
+    """Take the lease on a due job; None if another worker holds it or it is not due."""
+    result = conn.execute(
+        update(jobs).where(
+            jobs.c.id == job_id, jobs.c.status == "pending", jobs.c.run_at <= now,
+            or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < now))
+        .values(lease_owner=owner, lease_until=lease_until, attempts=jobs.c.attempts + 1)
+    )
+    if result.rowcount != 1:
+        return None
+    return conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one()
+
+
+def get_job(conn: Connection, job_id: int) -> RowMapping | None:
+    return conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+
+
+def finish_job_step(conn: Connection, job_id: int, owner: str, now: float, **values: Any) -> bool:
+    """Record a step's outcome, only while `owner` still holds the lease."""
+    result = conn.execute(
+        update(jobs).where(jobs.c.id == job_id, jobs.c.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None, updated_at=now, **values))
+    return result.rowcount == 1
+
+
+def next_job_time(conn: Connection) -> float | None:
+    return conn.execute(
+        select(func.min(jobs.c.run_at)).where(jobs.c.status == "pending")).scalar_one_or_none()
+
+
+def release_all_leases(conn: Connection) -> None:
+    conn.execute(update(jobs).where(jobs.c.status == "pending")
+                 .values(lease_owner=None, lease_until=None))
+
+
+def pending_jobs_for_server(conn: Connection, server_id: str) -> int:
+    return conn.execute(select(func.count()).select_from(jobs).where(
+        jobs.c.server_id == server_id, jobs.c.status == "pending")).scalar_one()

@@ -1,0 +1,167 @@
+"""The worker: claims due jobs under a lease, runs their steps, and records the outcome."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Mapping
+
+from cmhost.storage import repo
+from cmhost.storage.db import Database
+from cmhost.workflows.clock import Clock
+from cmhost.workflows.jobs import Job, JobHandler, Outcome
+
+log = logging.getLogger("cmhost.worker")
+
+MAX_ATTEMPTS = 5
+
+
+class _LeaseLost(Exception):
+    """Raised inside a transaction to roll it back: another worker owns the job now."""
+
+
+class Worker:
+    def __init__(self, db: Database, clock: Clock, handlers: Mapping[str, JobHandler], *,
+                 lease_seconds: float = 300.0, poll_seconds: float = 1.0) -> None:
+        self.db = db
+        self.clock = clock
+        self.handlers = dict(handlers)
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._run_lock = threading.Lock()
+
+    # --- running ----------------------------------------------------------------------
+
+    def run_due(self, max_jobs: int = 1000) -> int:
+        """Run every job step that is due now; returns how many steps ran."""
+        ran = 0
+        with self._run_lock:
+            while ran < max_jobs:
+                now = self.clock.now()
+                with self.db.read() as conn:
+                    ids = repo.due_job_ids(conn, now, limit=20)
+                if not ids:
+                    break
+                progressed = False
+                for job_id in ids:
+                    if self._run_one(job_id):
+                        ran += 1
+                        progressed = True
+                if not progressed:
+                    break
+        return ran
+
+    def _run_one(self, job_id: int) -> bool:
+        now = self.clock.now()
+        with self.db.write() as conn:
+            row = repo.claim_job(conn, job_id, owner=self.owner, now=now,
+                                 lease_until=now + self.lease_seconds)
+        if row is None:
+            return False
+        job = Job(id=row["id"], kind=row["kind"], server_id=row["server_id"],
+                  payload=row["payload"] or {}, step=row["step"], attempts=row["attempts"])
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            self._record_failure(job, f"no handler for job kind {job.kind!r}", final=True)
+            return True
+        try:
+            outcome = handler.run(job)
+        except Exception as exc:  # a step failed: retry with backoff, then give up cleanly
+            detail = f"{type(exc).__name__}: {exc}"
+            log.warning("job %s (%s/%s) failed: %s\n%s", job.id, job.kind, job.step, detail,
+                        traceback.format_exc())
+            self._record_failure(job, detail, final=job.attempts >= MAX_ATTEMPTS)
+            return True
+        self._record(job, outcome)
+        return True
+
+    def _record(self, job: Job, outcome: Outcome) -> None:
+        now = self.clock.now()
+        try:
+            self._record_in_transaction(job, outcome, now)
+        except _LeaseLost:
+            log.warning("job %s: lease lost before its outcome was recorded", job.id)
+
+    def _record_in_transaction(self, job: Job, outcome: Outcome, now: float) -> None:
+        with self.db.write() as conn:
+            if outcome.next_step is None:
+                values: dict[str, object] = {"status": "failed" if outcome.failed else "done"}
+            else:
+                values = {"step": outcome.next_step, "attempts": 0,
+                          "run_at": now if outcome.run_at is None else outcome.run_at}
+            if outcome.payload is not None:
+                values["payload"] = dict(outcome.payload)
+            if not repo.finish_job_step(conn, job.id, self.owner, now, **values):
+                raise _LeaseLost()
+            if outcome.effects is not None:
+                outcome.effects(conn)
+
+    def _record_failure(self, job: Job, error: str, *, final: bool) -> None:
+        now = self.clock.now()
+        try:
+            self._record_failure_in_transaction(job, error, final, now)
+        except _LeaseLost:
+            log.warning("job %s: lease lost before its failure was recorded", job.id)
+
+    def _record_failure_in_transaction(self, job: Job, error: str, final: bool, now: float
+                                       ) -> None:
+        with self.db.write() as conn:
+            if not final:
+                backoff = min(60.0, 2.0 ** job.attempts)
+                repo.finish_job_step(conn, job.id, self.owner, now, last_error=error,
+                                     run_at=now + backoff)
+                return
+            if not repo.finish_job_step(conn, job.id, self.owner, now, last_error=error,
+                                        status="failed"):
+                raise _LeaseLost()
+            handler = self.handlers.get(job.kind)
+            effects = handler.give_up(job, error) if handler is not None else None
+            if effects is not None:
+                effects(conn)
+
+    # --- background thread ------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def next_due(self) -> float | None:
+        with self.db.read() as conn:
+            return repo.next_job_time(conn)
+
+    def start(self) -> None:
+        if self.db.is_sqlite:
+            # Only one process works a SQLite database: leases left by a crashed run are ours.
+            with self.db.write() as conn:
+                repo.release_all_leases(conn)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="cmhost-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_due()
+                due = self.next_due()
+            except Exception:  # keep the worker alive through database hiccups
+                log.exception("worker loop error")
+                due = None
+            wait = self.poll_seconds
+            if due is not None:
+                wait = max(0.0, min(wait, due - self.clock.now()))
+            self._wake.wait(wait)
+            self._wake.clear()

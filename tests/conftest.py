@@ -1,0 +1,32 @@
+"""Shared fixtures: a running cmhost per test module, and boto3 clients for it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import Cmhost
+
+# Tests never read the developer's AWS configuration.
+os.environ.setdefault("AWS_CONFIG_FILE", "/dev/null")
+os.environ.setdefault("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN", "AWS_DATA_PATH"):
+    os.environ.pop(var, None)
+
+
+@pytest.fixture(scope="module")
+def cmhost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cmhost]:
+    """A cmhost on a virtual clock, throttling off, CREATING lasting 60 virtual seconds."""
+    server = Cmhost(Path(tmp_path_factory.mktemp("cmhost"))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(cmhost: Cmhost) -> Any:
+    return cmhost.client()

@@ -1,0 +1,143 @@
+"""Test support: run cmhost as a real subprocess and talk to it through boto3."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cmhost:
+    """One `cmhost serve` process with its own data directory and master key."""
+
+    def __init__(self, workdir: Path, *, clock: str = "virtual", throttle: bool = False,
+                 provisioning_seconds: float = 60.0, deletion_seconds: float = 10.0,
+                 extra_args: list[str] | None = None, env: dict[str, str] | None = None,
+                 host: str = "127.0.0.1") -> None:
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.master_key_file = workdir / "secret" / "master.key"
+        self.port = free_port()
+        self.host = host
+        self.args = [
+            "--host", host, "--port", str(self.port), "--data-dir", str(self.data_dir),
+            "--master-key-file", str(self.master_key_file), "--clock", clock,
+            "--throttle", "on" if throttle else "off",
+            "--provisioning-seconds", str(provisioning_seconds),
+            "--deletion-seconds", str(deletion_seconds), "--log-level", "warning",
+            *(extra_args or []),
+        ]
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "cmhost.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "cmhost", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=self.env, check=check,
+                              timeout=120)
+
+    def storage_args(self) -> list[str]:
+        return ["--data-dir", str(self.data_dir), "--master-key-file", str(self.master_key_file)]
+
+    def start(self, timeout: float = 30.0) -> Cmhost:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "cmhost", "serve", *self.args],
+                                     stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                     cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"cmhost exited ({self.proc.returncode}):\n{self.log()}")
+            try:
+                self.get("/_cmhost/health")
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"cmhost did not start in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handlers, as in a crash."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> Cmhost:
+        self.stop()
+        return self.start()
+
+    # --- HTTP helpers -------------------------------------------------------------------
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def post(self, path: str, payload: Any) -> Any:
+        req = urllib.request.Request(self.url + path, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"},
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return json.loads(resp.read())
+
+    def advance(self, seconds: float) -> Any:
+        return self.post("/_cmhost/clock", {"advance": seconds})
+
+    def client(self, *, region: str = "us-east-1", key: str = "test", secret: str = "test",
+               retries: int = 0) -> Any:
+        return boto3.client(
+            "opsworkscm", endpoint_url=self.url, region_name=region, aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            config=Config(retries={"max_attempts": retries + 1, "mode": "standard"}
+                          if retries else {"total_max_attempts": 1}))
+
+
+SERVER_DEFAULTS: dict[str, Any] = {
+    "InstanceProfileArn": "arn:aws:iam::000000000000:instance-profile/aws-opsworks-cm-ec2-role",
+    "InstanceType": "m5.large",
+    "ServiceRoleArn": "arn:aws:iam::000000000000:role/aws-opsworks-cm-service-role",
+}
+
+
+def create_server(client: Any, name: str, engine: str = "Chef", **kwargs: Any) -> Any:
+    params = {**SERVER_DEFAULTS, "ServerName": name, "Engine": engine, **kwargs}
+    return client.create_server(**params)["Server"]
+
+
+def error_code(exc: Exception) -> str:
+    return exc.response["Error"]["Code"]  # type: ignore[attr-defined]
