@@ -141,3 +141,31 @@ def create_server(client: Any, name: str, engine: str = "Chef", **kwargs: Any) -
 
 def error_code(exc: Exception) -> str:
     return exc.response["Error"]["Code"]  # type: ignore[attr-defined]
+
+
+def raw_call(cm: Cmhost, target: str | None, body: bytes, *, key: str = "test",
+             secret: str = "test", region: str = "us-east-1",
+             headers: dict[str, str] | None = None, sign: bool = True,
+             method: str = "POST") -> tuple[int, dict[str, str], Any]:
+    """Send one request as an SDK would (SigV4-signed), returning status, headers and JSON."""
+    import http.client
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    hdrs = {"Content-Type": "application/x-amz-json-1.1", **(headers or {})}
+    if target is not None:
+        hdrs["X-Amz-Target"] = f"OpsWorksCM_V2016_11_01.{target}"
+    request = AWSRequest(method=method, url=cm.url + "/", data=body, headers=hdrs)
+    if sign:
+        SigV4Auth(Credentials(key, secret), "opsworks-cm", region).add_auth(request)
+    conn = http.client.HTTPConnection(cm.host, cm.port, timeout=30)
+    try:
+        conn.request(method, "/", body=body, headers=dict(request.headers.items()))
+        resp = conn.getresponse()
+        data = resp.read()
+        parsed = json.loads(data) if data else None
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, parsed
+    finally:
+        conn.close()
