@@ -1,0 +1,1 @@
+"""Engine drivers and what they share: PKI, attribute rules, user data, starter kits."""

@@ -1,0 +1,347 @@
+"""Keys, an X.509 CA, certificates, CSR signing and password hashing, all with `cryptography`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import ipaddress
+import secrets
+import string
+from collections.abc import Iterable, Sequence
+
+from cryptography import x509
+from cryptography.exceptions import InvalidKey, InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_VALIDITY = dt.timedelta(days=3652)
+LEAF_VALIDITY = dt.timedelta(days=1826)
+# Certificates start a little in the past so a client whose clock runs behind accepts them.
+BACKDATE = dt.timedelta(minutes=5)
+
+_SCRYPT_N = 2**14
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+_SCRYPT_LENGTH = 32
+
+
+# ---------------------------------------------------------------------------- keys
+
+
+def generate_rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
+    """A new RSA private key (public exponent 65537)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def private_key_pem(key: rsa.RSAPrivateKey) -> str:
+    """The key as unencrypted PKCS#8 PEM ("BEGIN PRIVATE KEY")."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+
+
+def public_key_pem(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
+    """The public half as SubjectPublicKeyInfo PEM ("BEGIN PUBLIC KEY")."""
+    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def load_public_key(pem_or_base64: str | bytes) -> rsa.RSAPublicKey:
+    """Parse an RSA public key given as PEM, as base64 of a PEM, or as base64 of DER.
+
+    Raises ValueError (without echoing the input) for anything else, including private keys
+    and public keys of other algorithms.
+    """
+    raw = (
+        pem_or_base64.encode("ascii", "replace")
+        if isinstance(pem_or_base64, str)
+        else pem_or_base64
+    )
+    raw = raw.strip()
+    if not raw:
+        raise ValueError("the public key is empty")
+    if b"PRIVATE KEY" in raw:
+        raise ValueError("a private key was given where the public key is expected")
+    if not raw.startswith(b"-----BEGIN"):
+        try:
+            decoded = base64.b64decode(b"".join(raw.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("the public key is neither PEM nor base64") from None
+        if b"PRIVATE KEY" in decoded:
+            raise ValueError("a private key was given where the public key is expected")
+        raw = decoded.strip() if decoded.lstrip().startswith(b"-----BEGIN") else decoded
+    try:
+        if raw.startswith(b"-----BEGIN"):
+            key = serialization.load_pem_public_key(raw)
+        else:
+            key = serialization.load_der_public_key(raw)
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError("the public key could not be parsed") from None
+    return _rsa_public_key(key, "the public key")
+
+
+def _rsa_public_key(key: object, what: str) -> rsa.RSAPublicKey:
+    if isinstance(key, rsa.RSAPublicKey):
+        return key
+    raise ValueError(f"{what} does not carry an RSA key")
+
+
+def _load_private_key(key_pem: str | bytes) -> rsa.RSAPrivateKey:
+    data = key_pem.encode("ascii") if isinstance(key_pem, str) else key_pem
+    key = serialization.load_pem_private_key(data, password=None)
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key
+    raise ValueError("the private key is not an RSA key")
+
+
+# ---------------------------------------------------------------------- certificates
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _cert_pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _load_cert(cert_pem: str | bytes) -> x509.Certificate:
+    data = cert_pem.encode("ascii") if isinstance(cert_pem, str) else cert_pem
+    return x509.load_pem_x509_certificate(data)
+
+
+def _san_entries(names: Iterable[str]) -> list[x509.GeneralName]:
+    entries: list[x509.GeneralName] = []
+    seen: set[str] = set()
+    for name in names:
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            entries.append(x509.DNSName(name))
+    return entries
+
+
+def generate_ca(common_name: str) -> tuple[str, str]:
+    """A self-signed CA valid for ten years: (certificate PEM, private key PEM)."""
+    key = generate_rsa_key()
+    now = _now()
+    name = _name(common_name)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return _cert_pem(cert), private_key_pem(key)
+
+
+def _sign_leaf(
+    ca_cert: x509.Certificate,
+    ca_key: rsa.RSAPrivateKey,
+    subject: x509.Name,
+    public_key: rsa.RSAPublicKey,
+    san: Sequence[str],
+    usages: Sequence[x509.ObjectIdentifier],
+) -> x509.Certificate:
+    now = _now()
+    not_after = min(now + LEAF_VALIDITY, ca_cert.not_valid_after_utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+    )
+    entries = _san_entries(san)
+    if entries:
+        builder = builder.add_extension(x509.SubjectAlternativeName(entries), critical=False)
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def issue_certificate(
+    ca_cert_pem: str,
+    ca_key_pem: str,
+    common_name: str,
+    dns_names: Sequence[str],
+    *,
+    server: bool = True,
+) -> tuple[str, str]:
+    """A new key and a certificate for it signed by the CA: (certificate PEM, key PEM).
+
+    `dns_names` become the subjectAltName (IP literals as IP addresses); `server` selects the
+    extended key usage serverAuth, otherwise clientAuth.
+    """
+    ca_cert = _load_cert(ca_cert_pem)
+    ca_key = _load_private_key(ca_key_pem)
+    key = generate_rsa_key()
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    cert = _sign_leaf(ca_cert, ca_key, _name(common_name), key.public_key(), dns_names, [usage])
+    return _cert_pem(cert), private_key_pem(key)
+
+
+def sign_csr(ca_cert_pem: str, ca_key_pem: str, csr_pem: str, *, expected_cn: str) -> str:
+    """Sign a node's CSR after checking its signature and that its CN is `expected_cn`.
+
+    Only the subject and the public key are taken from the CSR; extensions it requests are
+    ignored. Raises ValueError with a message fit for the caller.
+    """
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem.encode("ascii", "replace"))
+    except ValueError:
+        raise ValueError("the certificate signing request is not a PEM CSR") from None
+    try:
+        valid = csr.is_signature_valid
+    except (ValueError, UnsupportedAlgorithm):
+        valid = False
+    if not valid:
+        raise ValueError("the certificate signing request has an invalid signature")
+    cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not cns:
+        raise ValueError("the certificate signing request has no common name (CN)")
+    cn = cns[0].value
+    if cn != expected_cn:
+        raise ValueError(
+            f"the certificate signing request is for CN {str(cn)[:128]!r}, expected {expected_cn!r}"
+        )
+    public_key = _rsa_public_key(csr.public_key(), "the certificate signing request")
+    if public_key.key_size < 2048:
+        raise ValueError("the certificate signing request key must be at least 2048 bits")
+    ca_cert = _load_cert(ca_cert_pem)
+    ca_key = _load_private_key(ca_key_pem)
+    cert = _sign_leaf(
+        ca_cert,
+        ca_key,
+        _name(expected_cn),
+        public_key,
+        [expected_cn],
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+    )
+    return _cert_pem(cert)
+
+
+def verify_chain(cert_pem: str, ca_cert_pem: str, *, at: dt.datetime | None = None) -> bool:
+    """True when `cert_pem` was issued and signed by the CA and both are valid at `at` (now)."""
+    try:
+        cert = _load_cert(cert_pem)
+        ca = _load_cert(ca_cert_pem)
+        cert.verify_directly_issued_by(ca)
+        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+        return False
+    if not constraints.ca:
+        return False
+    when = at or _now()
+    return all(c.not_valid_before_utc <= when <= c.not_valid_after_utc for c in (cert, ca))
+
+
+# ------------------------------------------------------------------------- passwords
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(pw: str) -> str:
+    """An scrypt hash of the password: `scrypt$n$r$p$salt_b64$hash_b64`."""
+    salt = secrets.token_bytes(16)
+    kdf = Scrypt(salt=salt, length=_SCRYPT_LENGTH, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P)
+    digest = kdf.derive(pw.encode("utf-8"))
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(pw: str, stored: str) -> bool:
+    """True when `pw` matches a hash made by `hash_password` (constant-time comparison)."""
+    parts = stored.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        return False
+    try:
+        n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
+        salt = base64.b64decode(parts[4], validate=True)
+        digest = base64.b64decode(parts[5], validate=True)
+    except (ValueError, binascii.Error):
+        return False
+    # Refuse parameters no hash of ours carries, so a corrupt row cannot eat the memory.
+    if not (1 < n <= 2**20 and 0 < r <= 32 and 0 < p <= 16 and 0 < len(digest) <= 64):
+        return False
+    try:
+        Scrypt(salt=salt, length=len(digest), n=n, r=r, p=p).verify(pw.encode("utf-8"), digest)
+    except (InvalidKey, ValueError):
+        return False
+    return True
+
+
+def random_password(
+    length: int = 24,
+    alphabet: str = string.ascii_letters + string.digits,
+    *,
+    required: Sequence[str] = (),
+) -> str:
+    """A random password of `length` characters from `alphabet` (with `secrets`).
+
+    Each string in `required` is a character class the password must draw at least one
+    character from.
+    """
+    if length < len(required):
+        raise ValueError("length is shorter than the number of required character classes")
+    rng = secrets.SystemRandom()
+    chars = [secrets.choice(group) for group in required]
+    chars += [secrets.choice(alphabet) for _ in range(length - len(chars))]
+    rng.shuffle(chars)
+    return "".join(chars)

@@ -1,0 +1,255 @@
+"""The bash user-data script that installs a node's agent and associates it with a server."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from cmhost.engines.base import ServerSpec
+
+_ORGANIZATION = re.compile(r"[a-z0-9_-]{1,255}")
+_CLIENT_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
+_PLACEHOLDER = re.compile(r"@SERVER@|@AWS@")
+_ENDPOINT = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:(?P<port>[0-9]{1,5}))?")
+
+_PRELUDE = r"""
+log() { printf '[cmhost user data] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# The node name: $NODE_NAME if set, else the EC2 instance id, else the host name.
+resolve_node_name() {
+  if [ -n "${NODE_NAME:-}" ]; then printf '%s\n' "$NODE_NAME"; return 0; fi
+  local token="" id=""
+  if command -v curl >/dev/null 2>&1; then
+    token="$(curl -fsS -m 2 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' \
+      http://169.254.169.254/latest/api/token 2>/dev/null || true)"
+    id="$(curl -fsS -m 2 ${token:+-H "X-aws-ec2-metadata-token: $token"} \
+      http://169.254.169.254/latest/meta-data/instance-id 2>/dev/null || true)"
+  fi
+  if [ -n "$id" ]; then printf '%s\n' "$id"; return 0; fi
+  hostname -f 2>/dev/null || hostname
+}
+
+# Installs are skipped when the tool is already there or CMHOST_SKIP_INSTALL=1.
+skip_install() { [ "${CMHOST_SKIP_INSTALL:-0}" = 1 ]; }
+
+# `aws opsworks-cm` needs an AWS CLI that still ships the service (awscli 1.42.18 or
+# older), or a newer one given the service model through AWS_DATA_PATH.
+install_aws_cli() {
+  if command -v aws >/dev/null 2>&1; then return 0; fi
+  if ! skip_install; then
+    if command -v apt-get >/dev/null 2>&1; then
+      apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q awscli || true
+    elif command -v dnf >/dev/null 2>&1; then
+      dnf install -y awscli || true
+    elif command -v yum >/dev/null 2>&1; then
+      yum install -y awscli || true
+    fi
+  fi
+  command -v aws >/dev/null 2>&1 || die "the AWS CLI (aws) is needed; install it and run again"
+}
+
+command -v openssl >/dev/null 2>&1 || die "openssl is needed to create this node's key"
+install_aws_cli
+
+umask 077
+NODE_NAME="$(resolve_node_name)"
+[[ "$NODE_NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "node name '$NODE_NAME' may only hold letters, digits, '.', '_' and '-'"
+export NODE_NAME
+"""
+
+_CHEF_BODY = r"""
+CHEF_DIR="${CHEF_DIR:-/etc/chef}"
+CHEF_TRUSTED_CERTS_DIR="$CHEF_DIR/trusted_certs"
+CHEF_CLIENT="${CHEF_CLIENT:-chef-client}"
+CHEF_INSTALL_URL="${CHEF_INSTALL_URL:-https://omnitruck.chef.io/install.sh}"
+# An unattended chef-client run needs the Chef license accepted; set CHEF_LICENSE to change.
+export CHEF_LICENSE="${CHEF_LICENSE:-accept}"
+
+# Ruby single-quoted string literal of $1.
+ruby_quote() {
+  local s="${1//\\/\\\\}"
+  s="${s//\'/\\\'}"
+  printf "'%s'" "$s"
+}
+
+install_chef_client() {
+  if command -v "$CHEF_CLIENT" >/dev/null 2>&1; then log "chef-client is installed"; return 0; fi
+  if skip_install; then log "skipping the chef-client install"; return 0; fi
+  command -v curl >/dev/null 2>&1 || die "curl is needed to install chef-client"
+  local args=()
+  if [ -n "$CHEF_CLIENT_VERSION" ]; then args=(-v "$CHEF_CLIENT_VERSION"); fi
+  curl -fsSL --retry 3 "$CHEF_INSTALL_URL" | bash -s -- ${args[@]+"${args[@]}"}
+}
+
+install_chef_client
+mkdir -p "$CHEF_DIR" "$CHEF_TRUSTED_CERTS_DIR"
+openssl genrsa -out "$CHEF_DIR/client.pem" 2048 2>/dev/null
+openssl rsa -in "$CHEF_DIR/client.pem" -pubout -out "$CHEF_DIR/client.pub" 2>/dev/null
+PUBKEY="$(cat "$CHEF_DIR/client.pub")"
+
+log "associating node $NODE_NAME with server $SERVER_NAME"
+TOKEN="$(aws opsworks-cm associate-node --server-name @SERVER@ --node-name "$NODE_NAME" \
+  --engine-attributes "Name=CHEF_ORGANIZATION,Value=$CHEF_ORGANIZATION" \
+  "Name=CHEF_NODE_PUBLIC_KEY,Value=$PUBKEY" \
+  --query NodeAssociationStatusToken --output text @AWS@)"
+[ -n "$TOKEN" ] || die "associate-node returned no NodeAssociationStatusToken"
+
+cat > "$CHEF_DIR/client.rb" <<EOF
+chef_server_url $(ruby_quote "https://$CHEF_SERVER_ENDPOINT/organizations/$CHEF_ORGANIZATION")
+node_name $(ruby_quote "$NODE_NAME")
+client_key $(ruby_quote "$CHEF_DIR/client.pem")
+trusted_certs_dir $(ruby_quote "$CHEF_TRUSTED_CERTS_DIR")
+ssl_verify_mode :verify_peer
+EOF
+printf '%s\n' "$CA_CERT" > "$CHEF_TRUSTED_CERTS_DIR/opsworks-cm-ca.pem"
+
+aws opsworks-cm wait node-associated --server-name @SERVER@ \
+  --node-association-status-token "$TOKEN" @AWS@
+log "node $NODE_NAME is associated"
+
+CHEF_CLIENT_ARGS=(-c "$CHEF_DIR/client.rb")
+if [ -n "$RUN_LIST" ]; then CHEF_CLIENT_ARGS+=(-r "$RUN_LIST"); fi
+if [ -n "$CHEF_ENVIRONMENT" ]; then CHEF_CLIENT_ARGS+=(-E "$CHEF_ENVIRONMENT"); fi
+"$CHEF_CLIENT" "${CHEF_CLIENT_ARGS[@]}"
+"""
+
+_PUPPET_BODY = r"""
+find_puppet() {
+  if [ -n "${PUPPET:-}" ]; then printf '%s\n' "$PUPPET"; return 0; fi
+  if [ -x /opt/puppetlabs/bin/puppet ]; then printf '%s\n' /opt/puppetlabs/bin/puppet; return 0; fi
+  command -v puppet
+}
+
+install_puppet_agent() {
+  if find_puppet >/dev/null 2>&1; then log "the puppet agent is installed"; return 0; fi
+  if skip_install; then log "skipping the puppet agent install"; return 0; fi
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q puppet-agent \
+      || DEBIAN_FRONTEND=noninteractive apt-get install -y -q puppet
+  elif command -v dnf >/dev/null 2>&1; then
+    dnf install -y puppet-agent || dnf install -y puppet
+  elif command -v yum >/dev/null 2>&1; then
+    yum install -y puppet-agent || yum install -y puppet
+  else
+    die "no apt-get, dnf or yum to install the puppet agent with"
+  fi
+}
+
+install_puppet_agent
+PUPPET="$(find_puppet)" || die "the puppet agent is not installed"
+if [ -z "${PUPPET_CONFDIR:-}" ]; then
+  PUPPET_CONFDIR="$("$PUPPET" config print confdir 2>/dev/null || echo /etc/puppetlabs/puppet)"
+fi
+if [ -z "${PUPPET_SSLDIR:-}" ]; then
+  PUPPET_SSLDIR="$("$PUPPET" config print ssldir 2>/dev/null || echo "$PUPPET_CONFDIR/ssl")"
+fi
+mkdir -p "$PUPPET_CONFDIR" "$PUPPET_SSLDIR/private_keys" "$PUPPET_SSLDIR/public_keys" \
+  "$PUPPET_SSLDIR/certs" "$PUPPET_SSLDIR/certificate_requests"
+NODE_KEY="$PUPPET_SSLDIR/private_keys/$NODE_NAME.pem"
+NODE_CSR="$PUPPET_SSLDIR/certificate_requests/$NODE_NAME.pem"
+openssl genrsa -out "$NODE_KEY" 2048 2>/dev/null
+openssl rsa -in "$NODE_KEY" -pubout -out "$PUPPET_SSLDIR/public_keys/$NODE_NAME.pem" 2>/dev/null
+openssl req -new -key "$NODE_KEY" -subj "/CN=$NODE_NAME" -out "$NODE_CSR"
+CSR="$(cat "$NODE_CSR")"
+
+log "associating node $NODE_NAME with server $SERVER_NAME"
+TOKEN="$(aws opsworks-cm associate-node --server-name @SERVER@ --node-name "$NODE_NAME" \
+  --engine-attributes "Name=PUPPET_NODE_CSR,Value=$CSR" \
+  --query NodeAssociationStatusToken --output text @AWS@)"
+[ -n "$TOKEN" ] || die "associate-node returned no NodeAssociationStatusToken"
+aws opsworks-cm wait node-associated --server-name @SERVER@ \
+  --node-association-status-token "$TOKEN" @AWS@
+CERT="$(aws opsworks-cm describe-node-association-status --server-name @SERVER@ \
+  --node-association-status-token "$TOKEN" \
+  --query "EngineAttributes[?Name=='PUPPET_NODE_CERT'].Value" --output text @AWS@)"
+case "$CERT" in
+  *"BEGIN CERTIFICATE"*) ;;
+  *) die "the server returned no PUPPET_NODE_CERT for node $NODE_NAME" ;;
+esac
+log "node $NODE_NAME is associated"
+
+printf '%s\n' "$CERT" > "$PUPPET_SSLDIR/certs/$NODE_NAME.pem"
+printf '%s\n' "$CA_CERT" > "$PUPPET_SSLDIR/certs/ca.pem"
+{
+  printf '[main]\n'
+  printf 'certname = %s\n' "$NODE_NAME"
+  printf 'server = %s\n' "$PUPPET_SERVER_HOST"
+  if [ -n "$PUPPET_SERVER_PORT" ]; then printf 'serverport = %s\n' "$PUPPET_SERVER_PORT"; fi
+} > "$PUPPET_CONFDIR/puppet.conf"
+chmod 644 "$PUPPET_CONFDIR/puppet.conf" "$PUPPET_SSLDIR/certs/ca.pem" \
+  "$PUPPET_SSLDIR/certs/$NODE_NAME.pem"
+
+if ! "$PUPPET" agent --onetime --no-daemonize --verbose --no-splay --no-usecacheonfailure; then
+  log "warning: the first puppet agent run failed; the service will retry"
+fi
+"$PUPPET" resource service puppet ensure=running enable=true
+"""
+
+
+def _assign(name: str, value: str) -> str:
+    return f"{name}={shlex.quote(value)}\n"
+
+
+def _split_endpoint(endpoint: str) -> tuple[str, str]:
+    match = _ENDPOINT.fullmatch(endpoint)
+    if match is None:
+        raise ValueError(f"the server endpoint {endpoint[:100]!r} is not host or host:port")
+    return match.group("host"), match.group("port") or ""
+
+
+def _aws_flags(spec: ServerSpec) -> str:
+    """The AWS CLI flags that point it at the cmhost managing this server."""
+    flags = f"--region {shlex.quote(spec.region)}"
+    if spec.api_endpoint:
+        flags += f" --endpoint-url {shlex.quote(spec.api_endpoint)}"
+    return flags
+
+
+def render_userdata(
+    spec: ServerSpec,
+    *,
+    ca_cert_pem: str,
+    run_list: str | None = None,
+    organization: str = "default",
+    environment: str | None = None,
+    client_version: str | None = None,
+) -> str:
+    """The user-data script for a new node of `spec`'s server.
+
+    run_list, organization, environment and client_version apply to Chef only (Puppet
+    ignores them, as the original service did). Raises ValueError for an organization or a
+    client version that is not well formed.
+    """
+    host, port = _split_endpoint(spec.endpoint)
+    header = (
+        "#!/bin/bash\n"
+        "# User data generated by cmhost: installs the agent on this machine and associates\n"
+        "# it as a node of the OpsWorks CM server named in SERVER_NAME.\n"
+        "set -euo pipefail\n\n"
+        + _assign("SERVER_NAME", spec.name)
+        + _assign("CA_CERT", ca_cert_pem.strip())
+    )
+    if spec.family == "Chef":
+        if not _ORGANIZATION.fullmatch(organization):
+            raise ValueError(
+                "OrganizationName may only hold lower-case letters, digits, '_' and '-'"
+            )
+        if client_version and not _CLIENT_VERSION.fullmatch(client_version):
+            raise ValueError("NodeClientVersion must be numbers separated by dots, e.g. 18.5.0")
+        header += (
+            _assign("CHEF_SERVER_ENDPOINT", spec.endpoint)
+            + _assign("CHEF_ORGANIZATION", organization)
+            + _assign("RUN_LIST", run_list or "")
+            + _assign("CHEF_ENVIRONMENT", environment or "")
+            + _assign("CHEF_CLIENT_VERSION", client_version or "")
+        )
+        body = _CHEF_BODY
+    else:
+        header += _assign("PUPPET_SERVER_HOST", host) + _assign("PUPPET_SERVER_PORT", port)
+        body = _PUPPET_BODY
+    # One pass, so a value can never be mistaken for a placeholder.
+    fills = {"@SERVER@": shlex.quote(spec.name), "@AWS@": _aws_flags(spec)}
+    body = _PLACEHOLDER.sub(lambda m: fills[m.group(0)], body)
+    return header + _PRELUDE + body
