@@ -122,7 +122,7 @@ class CmhostApp:
             if message["type"] == "lifespan.startup":
                 try:
                     self.start()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - reported to uvicorn, which exits
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
@@ -138,7 +138,7 @@ class CmhostApp:
             with self.db.read() as conn:
                 repo.get_meta(conn, MASTER_CHECK_KEY)
             database = "ok"
-        except Exception as exc:  # report, do not raise: this is the liveness probe
+        except Exception as exc:  # noqa: BLE001 - the liveness probe reports, never raises
             database = f"error: {exc}"
         return {"status": "ok" if database == "ok" else "degraded", "version": __version__,
                 "database": database, "clock": self.clock.mode,

@@ -63,10 +63,10 @@ class Cmhost:
 
     def start(self, timeout: float = 30.0) -> Cmhost:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "cmhost", "serve", *self.args],
-                                     stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                     cwd=ROOT)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cmhost", "serve", *self.args], stdout=log,
+                stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

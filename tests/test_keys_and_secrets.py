@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-import time
 import io
 import json
 import os
 import stat
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from cmhost import __version__
 from cmhost.api.protocol import Receive, Scope, Send, read_body, send_json
 from cmhost.workflows.clock import Clock
 
@@ -57,7 +56,7 @@ class AdminApp:
                 if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
                         or not 0 <= seconds <= 10 * 365 * 86400:
                     raise ValueError
-            except Exception:
+            except (ValueError, KeyError, TypeError):
                 await error(400, "ValidationException",
                             'Expected a JSON body {"advance": <seconds, 0 to 10 years>}.')
                 return

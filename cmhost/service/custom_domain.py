@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from cmhost.service.errors import ValidationException
@@ -27,7 +28,7 @@ def check_custom_domain(domain: str | None, certificate: str | None, private_key
         key = serialization.load_pem_private_key(private_key.encode(), password=None)
     except TypeError:
         raise ValidationException("CustomPrivateKey must not be encrypted.") from None
-    except (ValueError, Exception):
+    except (ValueError, UnsupportedAlgorithm):
         raise ValidationException("CustomPrivateKey is not a valid PEM-encoded private key.") from None
     fmt = serialization.PublicFormat.SubjectPublicKeyInfo
     enc = serialization.Encoding.DER

@@ -74,7 +74,7 @@ class Worker:
             return True
         try:
             outcome = handler.run(job)
-        except Exception as exc:  # a step failed: retry with backoff, then give up cleanly
+        except Exception as exc:  # noqa: BLE001 - a step failed: retry, then give up cleanly
             detail = f"{type(exc).__name__}: {exc}"
             log.warning("job %s (%s/%s) failed: %s\n%s", job.id, job.kind, job.step, detail,
                         traceback.format_exc())
