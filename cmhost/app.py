@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,10 +17,13 @@ from cmhost.api.throttle import TokenBuckets
 from cmhost.config import Settings
 from cmhost.engines.base import DriverContext, EngineDriver, EngineFamily
 from cmhost.engines.embedded import EmbeddedDriver
+from cmhost.service.artifacts import sign_key
 from cmhost.service.jobs import job_handlers
 from cmhost.service.keys import KeyDirectory
 from cmhost.service.runtime import Drivers, Runtime
+from cmhost.service.schedules import Scheduler
 from cmhost.storage import repo
+from cmhost.storage.blobs import BlobNotFound, open_blob_store
 from cmhost.storage.db import Database
 from cmhost.storage.secrets import MasterKeyError, SecretBox, load_or_create_master_key
 from cmhost.workflows.clock import VirtualClock, make_clock
@@ -78,15 +82,18 @@ class CmhostApp:
         self.enqueuer = Enqueuer()
         self.runtime = Runtime(db=self.db, clock=self.clock, box=self.box,
                                drivers=build_drivers(settings), settings=settings,
-                               enqueuer=self.enqueuer)
-        self.worker = Worker(self.db, self.clock, job_handlers(self.runtime))
+                               enqueuer=self.enqueuer,
+                               blobs=open_blob_store(settings.blob_url, settings.data_dir))
+        self.worker = Worker(self.db, self.clock, job_handlers(self.runtime),
+                             tickers=[Scheduler(self.runtime)])
         self.runtime.wake_worker = self.worker.wake
         self.keys = KeyDirectory(self.db, self.box, allow_dev_key=settings.loopback)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cmhost-api")
         verifier = SigV4Verifier(self._lookup_key)
         throttle = TokenBuckets() if settings.throttle else None
         self.aws = AwsJsonApp(OpsWorksCM(self.runtime).table(), verifier, throttle, self.executor)
-        self.admin = AdminApp(self.clock, self.advance, self.health, self.executor)
+        self.admin = AdminApp(self.clock, self.advance, self.health, self.executor,
+                              self.read_log)
         self.started_at = time.time()
 
     def _lookup_key(self, access_key_id: str) -> KeyRecord | None:
@@ -144,6 +151,15 @@ class CmhostApp:
                 "database": database, "clock": self.clock.mode,
                 "uptime": round(time.time() - self.started_at, 3)}
 
+    def read_log(self, key: str, signature: str) -> bytes | None:
+        """A backup log, if the signature is the one its S3LogUrl carries."""
+        if not hmac.compare_digest(signature, sign_key(self.box, key)):
+            return None
+        try:
+            return self.runtime.blobs.get(key)
+        except (BlobNotFound, ValueError):
+            return None
+
     def advance(self, seconds: float) -> None:
         """Move the virtual clock forward, running each job at its own due time on the way."""
         clock = self.clock
@@ -155,10 +171,12 @@ class CmhostApp:
                 break
             clock.advance_to(due)
             self._save_offset(clock)
-            if self.worker.run_due() == 0 and due <= clock.now():
+            fired = self.worker.tick()
+            if self.worker.run_due() == 0 and fired == 0 and due <= clock.now():
                 break  # due but held by another worker: it will run there
         clock.advance_to(target)
         self._save_offset(clock)
+        self.worker.tick()
         self.worker.run_due()
         self.worker.wake()
 

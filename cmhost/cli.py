@@ -26,6 +26,8 @@ def _add_storage_flags(p: argparse.ArgumentParser) -> None:
 def _add_service_flags(p: argparse.ArgumentParser) -> None:
     _add_storage_flags(p)
     p.add_argument("--clock", choices=["real", "virtual"], help="clock mode (CMHOST_CLOCK)")
+    p.add_argument("--blob-url", help="where backup artifacts go (CMHOST_BLOB_URL); "
+                                      "default file://<data-dir>/blobs")
     p.add_argument("--provisioning-seconds", type=float,
                    help="time a new server spends in CREATING (default 5)")
     p.add_argument("--deletion-seconds", type=float,
@@ -94,7 +96,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "provisioning_seconds": "provisioning_seconds", "deletion_seconds": "deletion_seconds",
         "server_limit": "server_limit", "backup_limit": "backup_limit",
         "puppet_driver": "puppet_driver", "chef_driver": "chef_driver",
-        "public_url": "public_url", "log_level": "log_level",
+        "public_url": "public_url", "log_level": "log_level", "blob_url": "blob_url",
     }
     for arg, field_name in mapping.items():
         value = getattr(args, arg, None)

@@ -46,6 +46,7 @@ class Settings:
     chef_driver: str = "embedded"
     run_worker: bool = True
     public_url: str | None = None  # how nodes reach this API (user data); default from host/port
+    blob_url: str | None = None  # where backup artifacts go; default <data-dir>/blobs
     log_level: str = "info"
 
     @property
@@ -94,6 +95,8 @@ def env_defaults() -> dict[str, object]:
         out["server_limit"] = int(env["CMHOST_SERVER_LIMIT"])
     if "CMHOST_BACKUP_LIMIT" in env:
         out["backup_limit"] = int(env["CMHOST_BACKUP_LIMIT"])
+    if "CMHOST_BLOB_URL" in env:
+        out["blob_url"] = env["CMHOST_BLOB_URL"]
     if "CMHOST_PUBLIC_URL" in env:
         out["public_url"] = env["CMHOST_PUBLIC_URL"]
     return out

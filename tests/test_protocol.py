@@ -92,3 +92,38 @@ def test_health_and_clock(cmhost: Cmhost) -> None:
     assert before["mode"] == "virtual"
     after = cmhost.advance(3600)
     assert after["now"] >= before["now"] + 3600
+
+
+def test_presigned_url_calls_the_operation(cmhost: Cmhost) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    client = cmhost.client()
+    url = client.generate_presigned_url("describe_account_attributes")
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(cmhost.host, cmhost.port, timeout=10)
+    conn.request("POST", f"{parts.path}?{parts.query}", body=b"", headers={
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "OpsWorksCM_V2016_11_01.DescribeAccountAttributes"})
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    assert resp.status == 200, body
+    assert body["Attributes"][0]["Name"] == "ServerLimit"
+
+    # Parameters travel in the query string of a presigned URL, and are validated.
+    url = client.generate_presigned_url("describe_servers", Params={"ServerName": "1nope"})
+    parts = urlsplit(url)
+    conn.request("POST", f"{parts.path}?{parts.query}", body=b"", headers={
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "OpsWorksCM_V2016_11_01.DescribeServers"})
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    assert resp.status == 400 and body["__type"] == "ValidationException"
+    assert "'serverName'" in body["message"]
+    # A presigned URL whose query was altered no longer verifies.
+    conn.request("POST", f"{parts.path}?{parts.query.replace('1nope', '1nopf')}", body=b"",
+                 headers={"Content-Type": "application/x-amz-json-1.1",
+                          "X-Amz-Target": "OpsWorksCM_V2016_11_01.DescribeServers"})
+    resp = conn.getresponse()
+    assert json.loads(resp.read())["__type"] == "SignatureDoesNotMatch"
+    conn.close()

@@ -1,4 +1,4 @@
-"""cmhost's own endpoints under /_cmhost/: health and the clock."""
+"""cmhost's own endpoints under /_cmhost/: health, the clock, and backup logs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
 from cmhost.api.protocol import Receive, Scope, Send, read_body, send_json
 from cmhost.workflows.clock import Clock
@@ -17,7 +18,9 @@ JSON = b"application/json"
 
 class AdminApp:
     def __init__(self, clock: Clock, advance: Callable[[float], None],
-                 health: Callable[[], dict[str, Any]], executor: Executor) -> None:
+                 health: Callable[[], dict[str, Any]], executor: Executor,
+                 read_log: Callable[[str, str], bytes | None]) -> None:
+        self.read_log = read_log
         self.clock = clock
         self.advance = advance
         self.health = health
@@ -62,5 +65,19 @@ class AdminApp:
                 return
             await loop.run_in_executor(self.executor, self.advance, float(seconds))
             await reply(200, self._clock_state())
+            return
+        if path.startswith("/_cmhost/logs/") and method == "GET":
+            key = unquote(path.removeprefix("/_cmhost/logs/"))
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            signature = (query.get("sig") or [""])[0]
+            data = await loop.run_in_executor(self.executor, self.read_log, key, signature)
+            if data is None:
+                await error(404, "NotFound", "No such log, or the link is not valid.")
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(data)).encode()),
+                (b"x-amzn-requestid", request_id.encode())]})
+            await send({"type": "http.response.body", "body": data})
             return
         await error(404, "NotFound", f"No cmhost endpoint {method} {path}.")

@@ -6,7 +6,17 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from cmhost.api import serialize
-from cmhost.service import accounts, events, servers, tags
+from cmhost.service import (
+    accounts,
+    backups,
+    engine_attributes,
+    events,
+    maintenance,
+    nodes,
+    restore,
+    servers,
+    tags,
+)
 from cmhost.service.context import Caller
 from cmhost.service.pagination import Pager
 from cmhost.service.runtime import Runtime
@@ -122,3 +132,73 @@ class OpsWorksCM:
                                       max_results=p.get("MaxResults"),
                                       next_token=p.get("NextToken"))
         return _with_token({"Tags": serialize.tags(found)}, token)
+
+    @operation("CreateBackup")
+    def create_backup(self, caller: Caller, p: Params) -> dict[str, Any]:
+        backup = backups.create_backup(self.rt, caller, server_name=p["ServerName"],
+                                       description=p.get("Description"),
+                                       tags=_pairs(p.get("Tags"), "Key", "Value"))
+        return {"Backup": serialize.backup(backup)}
+
+    @operation("DeleteBackup")
+    def delete_backup(self, caller: Caller, p: Params) -> dict[str, Any]:
+        backups.delete_backup(self.rt, caller, backup_id=p["BackupId"])
+        return {}
+
+    @operation("DescribeBackups")
+    def describe_backups(self, caller: Caller, p: Params) -> dict[str, Any]:
+        found, token = backups.describe_backups(
+            self.rt, self.pager, caller, backup_id=p.get("BackupId"),
+            server_name=p.get("ServerName"), max_results=p.get("MaxResults"),
+            next_token=p.get("NextToken"))
+        return _with_token({"Backups": [serialize.backup(b) for b in found]}, token)
+
+    @operation("RestoreServer")
+    def restore_server(self, caller: Caller, p: Params) -> dict[str, Any]:
+        server = restore.restore_server(self.rt, caller, server_name=p["ServerName"],
+                                        backup_id=p["BackupId"],
+                                        instance_type=p.get("InstanceType"),
+                                        key_pair=p.get("KeyPair"))
+        return {"Server": serialize.server(server)}
+
+    @operation("StartMaintenance")
+    def start_maintenance(self, caller: Caller, p: Params) -> dict[str, Any]:
+        server = maintenance.start_maintenance(self.rt, caller, server_name=p["ServerName"],
+                                               attributes=_pairs(p.get("EngineAttributes")))
+        return {"Server": serialize.server(server)}
+
+    @operation("AssociateNode")
+    def associate_node(self, caller: Caller, p: Params) -> dict[str, Any]:
+        token = nodes.request_node_action(self.rt, caller, action="associate",
+                                          server_name=p["ServerName"], node_name=p["NodeName"],
+                                          attributes=_pairs(p.get("EngineAttributes")))
+        return {"NodeAssociationStatusToken": token}
+
+    @operation("DisassociateNode")
+    def disassociate_node(self, caller: Caller, p: Params) -> dict[str, Any]:
+        token = nodes.request_node_action(self.rt, caller, action="disassociate",
+                                          server_name=p["ServerName"], node_name=p["NodeName"],
+                                          attributes=_pairs(p.get("EngineAttributes")))
+        return {"NodeAssociationStatusToken": token}
+
+    @operation("DescribeNodeAssociationStatus")
+    def describe_node_association_status(self, caller: Caller, p: Params) -> dict[str, Any]:
+        status = nodes.describe_status(self.rt, caller, server_name=p["ServerName"],
+                                       token=p["NodeAssociationStatusToken"])
+        return {"NodeAssociationStatus": status.status,
+                "EngineAttributes": serialize.attributes(status.attributes)}
+
+    @operation("ExportServerEngineAttribute")
+    def export_server_engine_attribute(self, caller: Caller, p: Params) -> dict[str, Any]:
+        name, value = engine_attributes.export_attribute(
+            self.rt, caller, server_name=p["ServerName"], name=p["ExportAttributeName"],
+            inputs=_pairs(p.get("InputAttributes")))
+        return {"EngineAttribute": {"Name": name, "Value": value},
+                "ServerName": p["ServerName"]}
+
+    @operation("UpdateServerEngineAttributes")
+    def update_server_engine_attributes(self, caller: Caller, p: Params) -> dict[str, Any]:
+        server, shown = engine_attributes.update_attributes(
+            self.rt, caller, server_name=p["ServerName"], name=p["AttributeName"],
+            value=p.get("AttributeValue"))
+        return {"Server": serialize.server(server, shown)}

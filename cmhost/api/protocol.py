@@ -6,14 +6,15 @@ import asyncio
 import json
 import logging
 import uuid
+from urllib.parse import parse_qsl
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
 from cmhost.api import errors
 from cmhost.api.handlers import Handler
-from cmhost.api.model import SERVICE
-from cmhost.api.sigv4 import SigV4Verifier, SignedRequest
+from cmhost.api.model import SERVICE, Operation
+from cmhost.api.sigv4 import SignedRequest, SigV4Verifier
 from cmhost.api.throttle import TokenBuckets
 from cmhost.api.validate import format_violations, validate_input
 from cmhost.service.context import Caller
@@ -134,6 +135,8 @@ class AwsJsonApp:
                 f"Content-Type '{content_type}' is not supported; "
                 "use application/x-amz-json-1.1.")
         params = self._parse(body)
+        if not params:
+            params = self._query_params(operation, scope.get("query_string", b""))
         problems = validate_input(operation, params)
         if problems:
             raise ValidationException(format_violations(problems))
@@ -142,6 +145,28 @@ class AwsJsonApp:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self.executor, handler, caller, params)
         return 200, result
+
+    @staticmethod
+    def _query_params(operation: Operation, query_string: bytes) -> dict[str, Any]:
+        """Input from the query string, as a presigned URL carries it (top-level scalars)."""
+        params: dict[str, Any] = {}
+        for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            if name.startswith("X-Amz-") or name in ("Action", "Version"):
+                continue
+            member = operation.input.get_member(name)
+            if member is None:
+                continue
+            kind = member.shape.type
+            if kind == "integer":
+                params[name] = int(value) if value.lstrip("-").isdigit() else value
+            elif kind == "boolean":
+                params[name] = {"true": True, "false": False}.get(value.lower(), value)
+            elif kind == "string":
+                params[name] = value
+            else:
+                raise errors.SerializationException(
+                    f"{name} cannot be passed in the query string; send it in the JSON body.")
+        return params
 
     @staticmethod
     def _parse(body: bytes) -> dict[str, Any]:

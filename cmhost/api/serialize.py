@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cmhost.service.accounts import AccountAttribute
-from cmhost.service.records import Event, Server
+from cmhost.service.records import Backup, Event, Server
 
 
 def attributes(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
@@ -60,3 +60,17 @@ def account_attribute(a: AccountAttribute) -> dict[str, Any]:
 
 def tags(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in pairs]
+
+
+def backup(b: Backup) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "BackupArn": b.arn, "BackupId": b.id, "BackupType": b.backup_type,
+        "CreatedAt": round(b.created_at, 3), "ServerName": b.server_name, "Status": b.status,
+    }
+    optional: dict[str, Any] = {
+        "Description": b.description, "StatusDescription": b.status_description,
+        "UserArn": b.user_arn, "S3LogUrl": b.log_url,
+        **{k: v for k, v in b.settings.items()},
+    }
+    out.update({k: v for k, v in optional.items() if v is not None})
+    return out

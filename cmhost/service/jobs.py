@@ -1,4 +1,4 @@
-"""The steps of each asynchronous operation, run by the workflow worker."""
+"""The steps of CreateServer and DeleteServer, run by the workflow worker."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from cmhost.engines.base import EngineDriver
-from cmhost.service import events, states
-from cmhost.service.records import server_material, server_spec
+from cmhost.engines.base import EngineError
+from cmhost.service import backups, events, states
+from cmhost.service.artifacts import ArtifactError, load_artifact
+from cmhost.service.backup_jobs import BackupJob, DeleteBackupJob, MaintenanceJob, RestoreJob
+from cmhost.service.job_base import ServerJob
+from cmhost.service.node_jobs import ModifyJob, NodeJob
 from cmhost.service.runtime import Runtime
 from cmhost.storage import repo
 from cmhost.workflows.jobs import Effects, Job, JobHandler, Outcome, finish, goto
@@ -18,45 +21,26 @@ from cmhost.workflows.jobs import Effects, Job, JobHandler, Outcome, finish, got
 READY_CHECKS = 5
 
 
-class _ServerJob:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-
-    def _row(self, job: Job) -> Mapping[str, Any] | None:
-        assert job.server_id is not None
-        with self.rt.db.read() as conn:
-            return repo.get_server_by_id(conn, job.server_id)
-
-    def _driver(self, row: Mapping[str, Any]) -> EngineDriver:
-        spec = server_spec(row, self.rt.settings.resolved_public_url)
-        return self.rt.drivers.for_server(spec.family, row["driver"])
-
-    def _event(self, row: Mapping[str, Any], message: str, at: float) -> Effects:
-        def effects(conn: Connection) -> None:
-            events.record(conn, server_id=row["id"], server_name=row["name"], at=at,
-                          message=message)
-        return effects
-
-
-class CreateServerJob(_ServerJob):
-    """CREATING: provision the engine, wait out the provisioning time, check health."""
+class CreateServerJob(ServerJob):
+    """CREATING: provision (or restore from a backup), wait out provisioning, check health."""
 
     def run(self, job: Job) -> Outcome:
-        row = self._row(job)
+        row = self.server(job)
         if row is None or row["status"] != states.CREATING:
             return finish()  # deleted or already settled: nothing left to do
         rt = self.rt
-        spec = server_spec(row, rt.settings.resolved_public_url)
-        driver = self._driver(row)
+        spec, driver = self.spec(row), self.driver(row)
         now = rt.clock.now()
         if job.step == "start":
-            driver.provision(spec, server_material(row, rt.box))
-            ready_at = row["created_at"] + rt.settings.provisioning_seconds
-            return goto("ready", at=ready_at, effects=self._event(
-                row, f"Engine provisioned by the {driver.name} driver; waiting for it to "
-                     f"answer its health check.", now))
+            backup_id = job.payload.get("backup_id")
+            if backup_id:
+                return self._from_backup(row, str(backup_id), now)
+            driver.provision(spec, self.material(row))
+            return goto("ready", at=row["created_at"] + rt.settings.provisioning_seconds,
+                        effects=self.event(row, f"Engine provisioned by the {driver.name} "
+                                                f"driver; waiting for its health check.", now))
         if job.step == "ready":
-            health = driver.check_health(spec, server_material(row, rt.box))
+            health = driver.check_health(spec, self.material(row))
             if health.status == states.HEALTHY:
                 def online(conn: Connection) -> None:
                     if repo.transition_server(conn, row["id"], [states.CREATING],
@@ -68,12 +52,33 @@ class CreateServerJob(_ServerJob):
                 return finish(online)
             checks = int(job.payload.get("checks", 0)) + 1
             if checks < READY_CHECKS:
-                return goto("ready", at=now + 2.0 ** checks, payload={"checks": checks},
-                            effects=self._event(row, f"Engine not ready yet: {health.reason}",
-                                                now))
+                return goto("ready", at=now + 2.0 ** checks,
+                            payload={**job.payload, "checks": checks},
+                            effects=self.event(row, f"Engine not ready yet: {health.reason}",
+                                               now))
             return finish(self._failed(row, f"The engine did not become healthy: "
                                             f"{health.reason}", now))
         raise ValueError(f"unknown step {job.step!r}")
+
+    def _from_backup(self, row: Mapping[str, Any], backup_id: str, now: float) -> Outcome:
+        with self.rt.db.read() as conn:
+            backup = repo.get_backup_by_id(conn, backup_id)
+        if backup is None:
+            return finish(self._failed(row, f"Backup {backup_id} no longer exists.", now))
+        try:
+            artifact = load_artifact(self.rt.blobs, self.rt.box, backup)
+            material = self.driver(row).restore(self.spec(row), artifact)
+        except (ArtifactError, EngineError) as exc:
+            return finish(self._failed(row, f"Creating from backup {backup_id} failed: {exc}",
+                                       now))
+        values = self.material_values(row, material)
+
+        def restored(conn: Connection) -> None:
+            repo.update_server(conn, row["id"], updated_at=now, **values)
+            events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
+                          message=f"Engine restored from backup {backup_id}.")
+        return goto("ready", at=row["created_at"] + self.rt.settings.provisioning_seconds,
+                    effects=restored)
 
     def _failed(self, row: Mapping[str, Any], reason: str, at: float) -> Effects:
         def effects(conn: Connection) -> None:
@@ -84,39 +89,44 @@ class CreateServerJob(_ServerJob):
         return effects
 
     def give_up(self, job: Job, error: str) -> Effects | None:
-        row = self._row(job)
+        row = self.server(job)
         if row is None:
             return None
         return self._failed(row, f"Provisioning failed: {error}", self.rt.clock.now())
 
 
-class DeleteServerJob(_ServerJob):
-    """DELETING: stop and remove the engine, then the server, its events and tags."""
+class DeleteServerJob(ServerJob):
+    """DELETING: stop and remove the engine, then the server, its events, tags, automated
+    backups and node requests. Manual backups stay."""
 
     def run(self, job: Job) -> Outcome:
-        row = self._row(job)
+        row = self.server(job)
         if row is None or row["status"] != states.DELETING:
             return finish()
         rt = self.rt
         now = rt.clock.now()
         if job.step == "start":
-            driver = self._driver(row)
-            driver.destroy(server_spec(row, rt.settings.resolved_public_url))
+            self.driver(row).destroy(self.spec(row))
             return goto("remove", at=now + rt.settings.deletion_seconds,
-                        effects=self._event(row, "Engine stopped and its data removed.", now))
+                        effects=self.event(row, "Engine stopped and its data removed.", now))
         if job.step == "remove":
             def remove(conn: Connection) -> None:
                 current = repo.get_server_by_id(conn, row["id"])
                 if current is None or current["status"] != states.DELETING:
                     return
+                for backup in repo.server_backups(conn, row["id"], backups.AUTOMATED):
+                    if backup["status"] != "DELETING":
+                        backups.mark_for_deletion(rt, conn, backup, now)
                 repo.delete_events(conn, row["id"])
                 repo.delete_tags(conn, row["arn"])
+                repo.delete_node_associations(conn, row["id"])
+                repo.delete_schedule_fires(conn, row["id"])
                 repo.delete_server(conn, row["id"])
             return finish(remove)
         raise ValueError(f"unknown step {job.step!r}")
 
     def give_up(self, job: Job, error: str) -> Effects | None:
-        row = self._row(job)
+        row = self.server(job)
         if row is None:
             return None
         now = self.rt.clock.now()
@@ -130,4 +140,9 @@ class DeleteServerJob(_ServerJob):
 
 
 def job_handlers(rt: Runtime) -> dict[str, JobHandler]:
-    return {"create_server": CreateServerJob(rt), "delete_server": DeleteServerJob(rt)}
+    return {
+        "create_server": CreateServerJob(rt), "delete_server": DeleteServerJob(rt),
+        "backup": BackupJob(rt), "delete_backup": DeleteBackupJob(rt),
+        "restore": RestoreJob(rt), "maintenance": MaintenanceJob(rt),
+        "node": NodeJob(rt), "modify": ModifyJob(rt),
+    }

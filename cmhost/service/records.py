@@ -87,3 +87,26 @@ def server_material(row: Mapping[str, Any], box: SecretBox) -> EngineMaterial:
 
     secrets = json.loads(box.decrypt(row["engine_secrets_enc"], row["arn"]))
     return EngineMaterial(public=dict(row["engine_public"] or {}), secrets=secrets)
+
+
+@dataclass(frozen=True)
+class Backup:
+    id: str
+    arn: str
+    backup_type: str
+    created_at: float
+    description: str | None
+    server_name: str
+    status: str
+    status_description: str | None
+    user_arn: str | None
+    settings: dict[str, Any]
+    log_url: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], log_url: str | None) -> Backup:
+        return cls(id=row["id"], arn=row["arn"], backup_type=row["backup_type"],
+                   created_at=row["created_at"], description=row["description"],
+                   server_name=row["server_name"], status=row["status"],
+                   status_description=row["status_description"], user_arn=row["user_arn"],
+                   settings=dict(row["settings"] or {}), log_url=log_url)

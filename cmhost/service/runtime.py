@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from cmhost.config import Settings
 from cmhost.engines.base import EngineDriver, EngineFamily
+from cmhost.storage.blobs import BlobStore
 from cmhost.storage.db import Database
 from cmhost.storage.secrets import SecretBox
 from cmhost.workflows.clock import Clock
@@ -42,4 +43,5 @@ class Runtime:
     drivers: Drivers
     settings: Settings
     enqueuer: Enqueuer
+    blobs: BlobStore
     wake_worker: Callable[[], None] = lambda: None

@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from cmhost.engines.attributes import engine_family, validate_create_attributes
-from cmhost.engines.base import InvalidEngineAttribute, ServerSpec
+from cmhost.engines.base import EngineMaterial, InvalidEngineAttribute, Prepared, ServerSpec
 from cmhost.service import events, states
 from cmhost.service.context import Caller
 from cmhost.service.custom_domain import check_custom_domain
@@ -126,7 +126,12 @@ def create_server(rt: Runtime, caller: Caller, req: CreateServerInput
                       engine_version=choice.version, endpoint=endpoint,
                       api_endpoint=rt.settings.resolved_public_url,
                       custom_domain=req.custom_domain)
-    prepared = driver.prepare(spec, attributes)
+    if req.backup_id is None:
+        prepared = driver.prepare(spec, attributes)
+    else:
+        # The identity (CA, keys, nodes) comes from the backup when the job restores it;
+        # no new credentials are handed out.
+        prepared = Prepared(material=EngineMaterial())
     material = prepared.material
     secret_parts = dict(material.secrets)
     if req.custom_private_key is not None:
@@ -134,7 +139,8 @@ def create_server(rt: Runtime, caller: Caller, req: CreateServerInput
     public_parts = dict(material.public)
     if req.custom_certificate is not None:
         public_parts["custom_certificate"] = req.custom_certificate
-    public_attributes = driver.public_attributes(spec, material)
+    public_attributes = (driver.public_attributes(spec, material) if req.backup_id is None
+                         else [])
 
     row = {
         "id": server_id, "account": caller.account, "region": caller.region,
@@ -165,7 +171,8 @@ def create_server(rt: Runtime, caller: Caller, req: CreateServerInput
             events.record(conn, server_id=server_id, server_name=req.server_name, at=now,
                           message=f"Server {req.server_name} creation started "
                                   f"({choice.engine} {choice.version}, {driver.name} engine).")
-            rt.enqueuer.enqueue(conn, kind="create_server", server_id=server_id, now=now)
+            rt.enqueuer.enqueue(conn, kind="create_server", server_id=server_id, now=now,
+                                payload={"backup_id": req.backup_id} if req.backup_id else None)
     except IntegrityError:
         raise _already_exists(req.server_name) from None
     rt.wake_worker()
@@ -192,9 +199,16 @@ def _check_can_create(rt: Runtime, conn: Connection, caller: Caller, req: Create
     if req.backup_id is not None:
         backup = repo.get_backup(conn, caller.account, caller.region, req.backup_id)
         if backup is None:
-            raise ResourceNotFoundException(f"Backup '{req.backup_id}' does not exist.")
-        raise ValidationException(
-            "Creating a server from a backup is not available in this version of cmhost.")
+            raise ResourceNotFoundException(
+                f"A backup with the ID '{req.backup_id}' does not exist.")
+        if backup["status"] != "OK":
+            raise ValidationException(
+                f"The backup '{req.backup_id}' is {backup['status']}; a server can be created "
+                "only from a backup in state OK.")
+        if engine_family(backup["settings"]["Engine"]) != engine_family(req.engine):
+            raise ValidationException(
+                f"The backup '{req.backup_id}' is of a {backup['settings']['Engine']} server; "
+                f"it cannot create a {req.engine} server.")
 
 
 def describe_servers(rt: Runtime, pager: Pager, caller: Caller, *, server_name: str | None,

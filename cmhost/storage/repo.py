@@ -6,8 +6,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
-from cmhost.storage.tables import access_keys, accounts, backups, events, jobs, meta, servers, tags
+from cmhost.storage.tables import (
+    access_keys,
+    accounts,
+    backups,
+    events,
+    jobs,
+    meta,
+    node_associations,
+    schedule_fires,
+    servers,
+    tags,
+)
 
 # --- meta -------------------------------------------------------------------------------
 
@@ -277,3 +289,113 @@ def release_all_leases(conn: Connection) -> None:
 def pending_jobs_for_server(conn: Connection, server_id: str) -> int:
     return conn.execute(select(func.count()).select_from(jobs).where(
         jobs.c.server_id == server_id, jobs.c.status == "pending")).scalar_one()
+
+
+def insert_backup(conn: Connection, values: Mapping[str, Any]) -> None:
+    conn.execute(insert(backups).values(**values))
+
+
+def get_backup_by_id(conn: Connection, backup_id: str) -> RowMapping | None:
+    return conn.execute(select(backups).where(backups.c.id == backup_id)).mappings().first()
+
+
+def update_backup(conn: Connection, backup_id: str, **values: Any) -> None:
+    conn.execute(update(backups).where(backups.c.id == backup_id).values(**values))
+
+
+def transition_backup(conn: Connection, backup_id: str, allowed: Iterable[str], **values: Any
+                      ) -> bool:
+    result = conn.execute(update(backups).where(
+        backups.c.id == backup_id, backups.c.status.in_(list(allowed))).values(**values))
+    return result.rowcount == 1
+
+
+def delete_backup_row(conn: Connection, backup_id: str) -> None:
+    conn.execute(delete(backups).where(backups.c.id == backup_id))
+
+
+def list_backups(conn: Connection, account: str, region: str, *, server_name: str | None,
+                 before: tuple[float, str] | None, limit: int) -> Sequence[RowMapping]:
+    """Backups newest first (optionally of one server name), the page after the cursor."""
+    query = select(backups).where(backups.c.account == account, backups.c.region == region)
+    if server_name is not None:
+        query = query.where(backups.c.server_name == server_name)
+    if before is not None:
+        at, backup_id = before
+        query = query.where(or_(backups.c.created_at < at,
+                                and_(backups.c.created_at == at, backups.c.id < backup_id)))
+    query = query.order_by(backups.c.created_at.desc(), backups.c.id.desc()).limit(limit)
+    return conn.execute(query).mappings().all()
+
+
+def automated_backups(conn: Connection, server_id: str) -> Sequence[RowMapping]:
+    """A server's automated backups that are kept (OK), newest first."""
+    return conn.execute(
+        select(backups).where(backups.c.server_id == server_id,
+                              backups.c.backup_type == "AUTOMATED", backups.c.status == "OK")
+        .order_by(backups.c.created_at.desc(), backups.c.id.desc())).mappings().all()
+
+
+def server_backups(conn: Connection, server_id: str, backup_type: str | None = None
+                   ) -> Sequence[RowMapping]:
+    query = select(backups).where(backups.c.server_id == server_id)
+    if backup_type is not None:
+        query = query.where(backups.c.backup_type == backup_type)
+    return conn.execute(query).mappings().all()
+
+
+# --- node associations ------------------------------------------------------------------
+
+
+def insert_node_association(conn: Connection, values: Mapping[str, Any]) -> None:
+    conn.execute(insert(node_associations).values(**values))
+
+
+def get_node_association(conn: Connection, token: str) -> RowMapping | None:
+    return conn.execute(
+        select(node_associations).where(node_associations.c.token == token)).mappings().first()
+
+
+def update_node_association(conn: Connection, token: str, **values: Any) -> None:
+    conn.execute(update(node_associations).where(node_associations.c.token == token)
+                 .values(**values))
+
+
+def delete_node_associations(conn: Connection, server_id: str) -> None:
+    conn.execute(delete(node_associations).where(node_associations.c.server_id == server_id))
+
+
+# --- schedules --------------------------------------------------------------------------
+
+
+def record_schedule_fire(conn: Connection, server_id: str, kind: str, window_at: float,
+                         now: float) -> bool:
+    """True if this window had not fired yet (and now has); False if it already fired."""
+    exists = conn.execute(select(schedule_fires.c.server_id).where(
+        schedule_fires.c.server_id == server_id, schedule_fires.c.kind == kind,
+        schedule_fires.c.window_at == window_at)).first()
+    if exists is not None:
+        return False
+    try:
+        with conn.begin_nested():  # a savepoint: losing the race must not end the transaction
+            conn.execute(insert(schedule_fires).values(server_id=server_id, kind=kind,
+                                                       window_at=window_at, fired_at=now))
+    except IntegrityError:
+        return False
+    return True
+
+
+def delete_schedule_fires(conn: Connection, server_id: str) -> None:
+    conn.execute(delete(schedule_fires).where(schedule_fires.c.server_id == server_id))
+
+
+def schedulable_servers(conn: Connection) -> Sequence[RowMapping]:
+    """What the scheduler needs of every server."""
+    return conn.execute(select(
+        servers.c.id, servers.c.status, servers.c.created_at, servers.c.disable_automated_backup,
+        servers.c.preferred_backup_window, servers.c.preferred_maintenance_window,
+    )).mappings().all()
+
+
+def update_job_payload(conn: Connection, job_id: int, payload: Mapping[str, Any]) -> None:
+    conn.execute(update(jobs).where(jobs.c.id == job_id).values(payload=dict(payload)))

@@ -70,6 +70,19 @@ class SecretBox:
         except InvalidTag as exc:
             raise MasterKeyError("a secret could not be decrypted with this master key") from exc
 
+    def encrypt_bytes(self, data: bytes, context: str) -> bytes:
+        nonce = os.urandom(12)
+        return b"CMHB1" + nonce + self._aead.encrypt(nonce, data, context.encode())
+
+    def decrypt_bytes(self, sealed: bytes, context: str) -> bytes:
+        if not sealed.startswith(b"CMHB1") or len(sealed) < 5 + 12 + 16:
+            raise MasterKeyError("unknown encrypted blob format")
+        nonce, body = sealed[5:17], sealed[17:]
+        try:
+            return self._aead.decrypt(nonce, body, context.encode())
+        except InvalidTag as exc:
+            raise MasterKeyError("a blob could not be decrypted with this master key") from exc
+
     def mac(self, data: bytes) -> bytes:
         """An HMAC (for pagination tokens and the like) under a key derived from the master."""
         return hmac.new(self._token_key, data, hashlib.sha256).digest()

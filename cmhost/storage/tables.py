@@ -146,3 +146,33 @@ jobs = Table(
     Column("updated_at", Float, nullable=False),
     Index("ix_jobs_due", "status", "run_at"),
 )
+
+# AssociateNode / DisassociateNode requests, found again by their token.
+node_associations = Table(
+    "node_associations",
+    metadata,
+    Column("token", String(64), primary_key=True),
+    Column("server_id", String(36), nullable=False, index=True),
+    Column("account", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("server_name", String(40), nullable=False),
+    Column("node_name", String(1024), nullable=False),
+    Column("action", String(16), nullable=False),  # associate | disassociate
+    Column("status", String(16), nullable=False),  # IN_PROGRESS | SUCCESS | FAILED
+    Column("attributes", JSON, nullable=False),  # the request's (public) engine attributes
+    Column("result", JSON, nullable=False),  # attributes for DescribeNodeAssociationStatus
+    Column("error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# One row per scheduled window that fired: the primary key makes each fire happen once,
+# whichever worker (or process) gets there first.
+schedule_fires = Table(
+    "schedule_fires",
+    metadata,
+    Column("server_id", String(36), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # backup | maintenance
+    Column("window_at", Float, primary_key=True),
+    Column("fired_at", Float, nullable=False),
+)

@@ -8,7 +8,8 @@ import socket
 import threading
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from cmhost.storage import repo
 from cmhost.storage.db import Database
@@ -20,14 +21,24 @@ log = logging.getLogger("cmhost.worker")
 MAX_ATTEMPTS = 5
 
 
+class Ticker(Protocol):
+    """Something time-driven besides jobs (the scheduler): fired from the worker loop."""
+
+    def tick(self, now: float) -> int: ...
+
+    def next_due(self, now: float) -> float | None: ...
+
+
 class _LeaseLost(Exception):
     """Raised inside a transaction to roll it back: another worker owns the job now."""
 
 
 class Worker:
     def __init__(self, db: Database, clock: Clock, handlers: Mapping[str, JobHandler], *,
-                 lease_seconds: float = 300.0, poll_seconds: float = 1.0) -> None:
+                 tickers: Sequence[Ticker] = (), lease_seconds: float = 300.0,
+                 poll_seconds: float = 1.0) -> None:
         self.db = db
+        self.tickers = list(tickers)
         self.clock = clock
         self.handlers = dict(handlers)
         self.lease_seconds = lease_seconds
@@ -132,9 +143,19 @@ class Worker:
     def wake(self) -> None:
         self._wake.set()
 
+    def tick(self) -> int:
+        """Let every ticker fire what is due now."""
+        now = self.clock.now()
+        return sum(ticker.tick(now) for ticker in self.tickers)
+
     def next_due(self) -> float | None:
+        """The earliest time a job or a ticker has something to do."""
+        now = self.clock.now()
         with self.db.read() as conn:
-            return repo.next_job_time(conn)
+            times = [repo.next_job_time(conn)]
+        times += [ticker.next_due(now) for ticker in self.tickers]
+        due = [t for t in times if t is not None]
+        return min(due) if due else None
 
     def start(self) -> None:
         if self.db.is_sqlite:
@@ -155,6 +176,7 @@ class Worker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                self.tick()
                 self.run_due()
                 due = self.next_due()
             except Exception:  # keep the worker alive through database hiccups

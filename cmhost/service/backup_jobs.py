@@ -1,0 +1,253 @@
+"""The steps of backups, backup deletion, restore and maintenance."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from cmhost.engines.base import EngineError, EngineMaterial
+from cmhost.service import backups, events, states
+from cmhost.service.artifacts import (
+    ArtifactError,
+    load_artifact,
+    log_key,
+    store_artifact,
+)
+from cmhost.service.job_base import ServerJob
+from cmhost.storage import repo
+from cmhost.workflows.jobs import Effects, Job, Outcome, finish, goto
+
+
+def _stamp(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _BackupTaker(ServerJob):
+    def take(self, row: Mapping[str, Any], backup: Mapping[str, Any], now: float
+             ) -> dict[str, Any]:
+        """Archive the engine into the blob store and write the backup's log; returns the
+        column values that mark the backup OK."""
+        rt = self.rt
+        artifact = self.driver(row).backup(self.spec(row), self.material(row))
+        key, digest, size = store_artifact(rt.blobs, rt.box, backup, artifact)
+        log = "\n".join([
+            (f"{_stamp(backup['created_at'])} backup {backup['id']} of server {row['name']} "
+             f"({row['engine']} {row['engine_version']}, {backup['backup_type']}) started"),
+            (f"{_stamp(now)} engine state archived by the {self.driver(row).name} driver: "
+             f"{len(artifact)} bytes"),
+            f"{_stamp(now)} stored encrypted as {key}: {size} bytes, sha256 {digest}",
+            f"{_stamp(now)} backup {backup['id']} completed: OK", ""])
+        rt.blobs.put(log_key(backup), log.encode())
+        return {"status": "OK", "artifact_key": key, "artifact_sha256": digest,
+                "artifact_size": size, "status_description": None}
+
+    def backup_row(self, backup_id: str) -> Mapping[str, Any] | None:
+        with self.rt.db.read() as conn:
+            return repo.get_backup_by_id(conn, backup_id)
+
+
+class BackupJob(_BackupTaker):
+    """BACKING_UP: archive the engine, mark the backup OK, apply retention."""
+
+    def run(self, job: Job) -> Outcome:
+        row = self.server(job)
+        backup = self.backup_row(str(job.payload["backup_id"]))
+        if backup is None or backup["status"] != "IN_PROGRESS":
+            return finish()
+        if row is None:
+            return finish(self._fail_effects(None, backup, "The server no longer exists."))
+        now = self.rt.clock.now()
+        values = self.take(row, backup, now)
+        return_status = str(job.payload.get("return_status") or states.HEALTHY)
+
+        def done(conn: Connection) -> None:
+            if not repo.transition_backup(conn, backup["id"], ["IN_PROGRESS"], **values):
+                return
+            repo.transition_server(conn, row["id"], [states.BACKING_UP], status=return_status,
+                                   updated_at=now)
+            events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
+                          message=f"Backup {backup['id']} completed.")
+            if backup["backup_type"] == backups.AUTOMATED:
+                current = repo.get_server_by_id(conn, row["id"])
+                if current is not None:
+                    backups.enforce_retention(self.rt, conn, current, now)
+        return finish(done)
+
+    def _fail_effects(self, row: Mapping[str, Any] | None, backup: Mapping[str, Any],
+                      reason: str, return_status: str = states.HEALTHY) -> Effects:
+        now = self.rt.clock.now()
+
+        def effects(conn: Connection) -> None:
+            repo.transition_backup(conn, backup["id"], ["IN_PROGRESS"], status="FAILED",
+                                   status_description=reason)
+            if row is not None:
+                repo.transition_server(conn, row["id"], [states.BACKING_UP],
+                                       status=return_status, updated_at=now)
+                events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
+                              message=f"Backup {backup['id']} failed: {reason}")
+        return effects
+
+    def give_up(self, job: Job, error: str) -> Effects | None:
+        backup = self.backup_row(str(job.payload["backup_id"]))
+        if backup is None:
+            return None
+        return self._fail_effects(self.server(job), backup, error,
+                                  str(job.payload.get("return_status") or states.HEALTHY))
+
+
+class DeleteBackupJob(ServerJob):
+    """DELETING backup: remove the artifact and the log, then the row and its tags."""
+
+    def run(self, job: Job) -> Outcome:
+        backup_id = str(job.payload["backup_id"])
+        with self.rt.db.read() as conn:
+            backup = repo.get_backup_by_id(conn, backup_id)
+        if backup is None or backup["status"] != "DELETING":
+            return finish()
+        if backup["artifact_key"]:
+            self.rt.blobs.delete(backup["artifact_key"])
+        self.rt.blobs.delete(log_key(backup))
+
+        def remove(conn: Connection) -> None:
+            repo.delete_tags(conn, backup["arn"])
+            repo.delete_backup_row(conn, backup_id)
+        return finish(remove)
+
+
+class RestoreJob(ServerJob):
+    """RESTORING: verify and decrypt the artifact, rebuild the engine from it."""
+
+    def run(self, job: Job) -> Outcome:
+        row = self.server(job)
+        if row is None or row["status"] != states.RESTORING:
+            return finish()
+        now = self.rt.clock.now()
+        backup_id = str(job.payload["backup_id"])
+        return_status = str(job.payload.get("return_status") or states.HEALTHY)
+        with self.rt.db.read() as conn:
+            backup = repo.get_backup_by_id(conn, backup_id)
+        try:
+            if backup is None:
+                raise ArtifactError(f"Backup {backup_id} no longer exists.")
+            artifact = load_artifact(self.rt.blobs, self.rt.box, backup)
+            material = self.driver(row).restore(self.spec(row), artifact)
+        except (ArtifactError, EngineError) as exc:
+            return finish(self._failed(row, backup_id, str(exc), return_status, now))
+        health = self.driver(row).check_health(self.spec(row), material)
+        values = self.material_values(row, material)
+        overrides = {k: job.payload[p] for k, p in (("instance_type", "instance_type"),
+                                                    ("key_pair", "key_pair"))
+                     if job.payload.get(p)}
+
+        def restored(conn: Connection) -> None:
+            if repo.transition_server(conn, row["id"], [states.RESTORING], status=health.status,
+                                      status_reason=health.reason or None, updated_at=now,
+                                      **values, **overrides):
+                events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
+                              message=f"Server restored from backup {backup_id}; it is "
+                                      f"{health.status}.")
+        return finish(restored)
+
+    def _failed(self, row: Mapping[str, Any], backup_id: str, reason: str, return_status: str,
+                now: float) -> Effects:
+        # The engine is untouched (restore is all or nothing): the server goes back to
+        # where it was, with the reason.
+        def effects(conn: Connection) -> None:
+            if repo.transition_server(conn, row["id"], [states.RESTORING], status=return_status,
+                                      status_reason=f"Restore from backup {backup_id} failed: "
+                                                    f"{reason}", updated_at=now):
+                events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
+                              message=f"Restore from backup {backup_id} failed: {reason}")
+        return effects
+
+    def give_up(self, job: Job, error: str) -> Effects | None:
+        row = self.server(job)
+        if row is None:
+            return None
+        return self._failed(row, str(job.payload["backup_id"]), error,
+                            str(job.payload.get("return_status") or states.HEALTHY),
+                            self.rt.clock.now())
+
+
+class MaintenanceJob(_BackupTaker):
+    """UNDER_MAINTENANCE: take a backup, rebuild the engine from it (upgrading if asked);
+    on failure roll back to that backup. MaintenanceStatus says how it went."""
+
+    def run(self, job: Job) -> Outcome:
+        row = self.server(job)
+        if row is None or row["status"] != states.UNDER_MAINTENANCE:
+            return finish()
+        now = self.rt.clock.now()
+        backup_id = job.payload.get("backup_id")
+        if job.step == "start":
+            if backup_id is None:  # first the backup row, remembered in the payload
+                def insert(conn: Connection) -> None:
+                    new = backups.insert_backup(self.rt, conn, row,
+                                                backup_type=backups.AUTOMATED, now=now,
+                                                description="Taken before maintenance")
+                    repo.update_job_payload(conn, job.id, {**job.payload, "backup_id": new["id"]})
+                return goto("start", effects=insert)
+            backup = self.backup_row(str(backup_id))
+            if backup is None:
+                return finish(self._done(row, job, now, failed="the maintenance backup vanished"))
+            if backup["status"] == "IN_PROGRESS":
+                values = self.take(row, backup, now)
+
+                def stored(conn: Connection) -> None:
+                    repo.transition_backup(conn, backup["id"], ["IN_PROGRESS"], **values)
+                    events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
+                                  message=f"Maintenance backup {backup['id']} completed.")
+                return goto("rebuild", effects=stored)
+            return goto("rebuild")
+        if job.step == "rebuild":
+            backup = self.backup_row(str(backup_id))
+            try:
+                if backup is None:
+                    raise ArtifactError("the maintenance backup vanished")
+                artifact = load_artifact(self.rt.blobs, self.rt.box, backup)
+                driver, spec = self.driver(row), self.spec(row)
+                material = driver.restore(spec, artifact)
+                version = driver.maintain(spec, material,
+                                          major_upgrade=bool(job.payload.get("major_upgrade")))
+            except (ArtifactError, EngineError) as exc:
+                return finish(self._done(row, job, now, failed=str(exc)))
+            return finish(self._done(row, job, now, material=material, version=version))
+        raise ValueError(f"unknown step {job.step!r}")
+
+    def _done(self, row: Mapping[str, Any], job: Job, now: float, *,
+              material: EngineMaterial | None = None, version: str | None = None,
+              failed: str | None = None) -> Effects:
+        return_status = str(job.payload.get("return_status") or states.HEALTHY)
+        values: dict[str, Any] = self.material_values(row, material) if material else {}
+        if version:
+            values["engine_version"] = version
+
+        def effects(conn: Connection) -> None:
+            if failed is None:
+                ok = repo.transition_server(conn, row["id"], [states.UNDER_MAINTENANCE],
+                                            status=states.HEALTHY, maintenance_status="SUCCESS",
+                                            status_reason=None, updated_at=now, **values)
+                message = "Maintenance completed successfully" + (
+                    f"; the engine is now version {version}." if version else ".")
+            else:
+                ok = repo.transition_server(conn, row["id"], [states.UNDER_MAINTENANCE],
+                                            status=return_status, maintenance_status="FAILED",
+                                            status_reason=f"Maintenance failed: {failed}",
+                                            updated_at=now)
+                message = f"Maintenance failed and was rolled back: {failed}"
+            if ok:
+                events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
+                              message=message)
+                current = repo.get_server_by_id(conn, row["id"])
+                if current is not None:
+                    backups.enforce_retention(self.rt, conn, current, now)
+        return effects
+
+    def give_up(self, job: Job, error: str) -> Effects | None:
+        row = self.server(job)
+        if row is None:
+            return None
+        return self._done(row, job, self.rt.clock.now(), failed=error)

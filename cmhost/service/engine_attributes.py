@@ -1,0 +1,85 @@
+"""ExportServerEngineAttribute (user data) and UpdateServerEngineAttributes."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+
+from cmhost.engines.base import InvalidEngineAttribute
+from cmhost.service import events, states
+from cmhost.service.context import Caller
+from cmhost.service.errors import InvalidStateException, ValidationException
+from cmhost.service.records import Server, server_material, server_spec
+from cmhost.service.runtime import Runtime
+from cmhost.storage import repo
+
+USERDATA = "Userdata"
+
+
+def export_attribute(rt: Runtime, caller: Caller, *, server_name: str, name: str,
+                     inputs: Sequence[tuple[str | None, str | None]]) -> tuple[str, str]:
+    """(attribute name, base64 value) for ExportServerEngineAttribute."""
+    with rt.db.read() as conn:
+        server = repo.get_server(conn, caller.account, caller.region, server_name)
+    if server is None:
+        raise events.server_not_found(server_name)
+    if not states.allowed("ExportServerEngineAttribute", server["status"]):
+        raise InvalidStateException(
+            f"The server '{server_name}' is in state {server['status']}; engine attributes "
+            "cannot be exported in CREATING, TERMINATED, FAILED or DELETING.")
+    if name != USERDATA:
+        raise ValidationException(
+            f"Export attribute '{name}' is not supported; the supported attribute is "
+            f"'{USERDATA}'.")
+    given: dict[str, str] = {}
+    for key, value in inputs:
+        if not key:
+            raise ValidationException("Every input attribute needs a Name.")
+        given[key] = value or ""
+    spec = server_spec(server, rt.settings.resolved_public_url)
+    driver = rt.drivers.for_server(spec.family, server["driver"])
+    try:
+        script = driver.userdata(spec, server_material(server, rt.box), given)
+    except InvalidEngineAttribute as exc:
+        raise ValidationException(str(exc)) from None
+    return USERDATA, base64.b64encode(script.encode()).decode()
+
+
+def update_attributes(rt: Runtime, caller: Caller, *, server_name: str, name: str,
+                      value: str | None) -> tuple[Server, list[tuple[str, str]]]:
+    """Reset the pivotal key or admin password; MODIFYING until the engine has it."""
+    with rt.db.read() as conn:
+        server = repo.get_server(conn, caller.account, caller.region, server_name)
+    if server is None:
+        raise events.server_not_found(server_name)
+    if not states.allowed("UpdateServerEngineAttributes", server["status"]):
+        raise InvalidStateException(
+            f"The server '{server_name}' is in state {server['status']}; engine attributes "
+            f"can be updated only in these states: "
+            f"{states.allowed_text('UpdateServerEngineAttributes')}.")
+    spec = server_spec(server, rt.settings.resolved_public_url)
+    driver = rt.drivers.for_server(spec.family, server["driver"])
+    try:
+        prepared = driver.update_attribute(spec, server_material(server, rt.box), name, value)
+    except InvalidEngineAttribute as exc:
+        raise ValidationException(str(exc)) from None
+    now = rt.clock.now()
+    material = prepared.material
+    with rt.db.write() as conn:
+        if not repo.transition_server(conn, server["id"],
+                                      states.ALLOWED["UpdateServerEngineAttributes"],
+                                      status=states.MODIFYING, updated_at=now,
+                                      engine_public=dict(material.public),
+                                      engine_secrets_enc=rt.box.encrypt(
+                                          json.dumps(material.secrets), server["arn"])):
+            raise InvalidStateException(f"The server '{server_name}' changed state; try again.")
+        events.record(conn, server_id=server["id"], server_name=server_name, at=now,
+                      message=f"Engine attribute {name} is being updated.")
+        rt.enqueuer.enqueue(conn, kind="modify", server_id=server["id"], now=now,
+                            payload={"return_status": server["status"], "attribute": name})
+        row = repo.get_server_by_id(conn, server["id"])
+        assert row is not None
+    rt.wake_worker()
+    result = Server.from_row(row)
+    return result, list(result.engine_attributes) + list(prepared.one_time_attributes)
