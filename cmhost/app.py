@@ -62,7 +62,9 @@ def open_database(settings: Settings) -> tuple[Database, SecretBox]:
 def build_drivers(settings: Settings) -> Drivers:
     ctx = DriverContext(data_dir=settings.data_dir)
     chosen: dict[EngineFamily, EngineDriver] = {}
-    for family, name in (("Chef", settings.chef_driver), ("Puppet", settings.puppet_driver)):
+    wanted: tuple[tuple[EngineFamily, str], ...] = (
+        ("Chef", settings.chef_driver), ("Puppet", settings.puppet_driver))
+    for family, name in wanted:
         if name != "embedded":
             raise ValueError(f"the {name!r} driver for {family} is not available in this "
                              "version of cmhost (use 'embedded')")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from typing import Any
 from urllib.parse import quote
 
 from cmhost.storage.blobs import BlobNotFound, BlobStore
+from cmhost.storage.repo import Row
 from cmhost.storage.secrets import MasterKeyError, SecretBox
 
 
@@ -15,15 +14,15 @@ class ArtifactError(Exception):
     """A backup artifact is missing, corrupted, or cannot be decrypted."""
 
 
-def artifact_key(backup: Mapping[str, Any]) -> str:
+def artifact_key(backup: Row) -> str:
     return f"backups/{backup['account']}/{backup['region']}/{backup['id']}.tar.gz.enc"
 
 
-def log_key(backup: Mapping[str, Any]) -> str:
+def log_key(backup: Row) -> str:
     return f"logs/{backup['account']}/{backup['region']}/{backup['id']}.log"
 
 
-def store_artifact(blobs: BlobStore, box: SecretBox, backup: Mapping[str, Any],
+def store_artifact(blobs: BlobStore, box: SecretBox, backup: Row,
                    artifact: bytes) -> tuple[str, str, int]:
     """Encrypt and store; returns (key, sha256 of the stored bytes, size)."""
     sealed = box.encrypt_bytes(artifact, backup["arn"])
@@ -32,7 +31,7 @@ def store_artifact(blobs: BlobStore, box: SecretBox, backup: Mapping[str, Any],
     return key, hashlib.sha256(sealed).hexdigest(), len(sealed)
 
 
-def load_artifact(blobs: BlobStore, box: SecretBox, backup: Mapping[str, Any]) -> bytes:
+def load_artifact(blobs: BlobStore, box: SecretBox, backup: Row) -> bytes:
     """The decrypted artifact, after checking it is the one that was stored."""
     key = backup["artifact_key"]
     if not key:
@@ -51,7 +50,7 @@ def load_artifact(blobs: BlobStore, box: SecretBox, backup: Mapping[str, Any]) -
             f"The artifact of backup {backup['id']} cannot be decrypted.") from None
 
 
-def verify_artifact(blobs: BlobStore, backup: Mapping[str, Any]) -> bool:
+def verify_artifact(blobs: BlobStore, backup: Row) -> bool:
     """Whether the stored artifact is present and matches its checksum."""
     try:
         sealed = blobs.get(backup["artifact_key"])

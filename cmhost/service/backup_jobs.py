@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +17,7 @@ from cmhost.service.artifacts import (
 )
 from cmhost.service.job_base import ServerJob
 from cmhost.storage import repo
+from cmhost.storage.repo import Row
 from cmhost.workflows.jobs import Effects, Job, Outcome, finish, goto
 
 
@@ -26,7 +26,7 @@ def _stamp(at: float) -> str:
 
 
 class _BackupTaker(ServerJob):
-    def take(self, row: Mapping[str, Any], backup: Mapping[str, Any], now: float
+    def take(self, row: Row, backup: Row, now: float
              ) -> dict[str, Any]:
         """Archive the engine into the blob store and write the backup's log; returns the
         column values that mark the backup OK."""
@@ -44,7 +44,7 @@ class _BackupTaker(ServerJob):
         return {"status": "OK", "artifact_key": key, "artifact_sha256": digest,
                 "artifact_size": size, "status_description": None}
 
-    def backup_row(self, backup_id: str) -> Mapping[str, Any] | None:
+    def backup_row(self, backup_id: str) -> Row | None:
         with self.rt.db.read() as conn:
             return repo.get_backup_by_id(conn, backup_id)
 
@@ -76,7 +76,7 @@ class BackupJob(_BackupTaker):
                     backups.enforce_retention(self.rt, conn, current, now)
         return finish(done)
 
-    def _fail_effects(self, row: Mapping[str, Any] | None, backup: Mapping[str, Any],
+    def _fail_effects(self, row: Row | None, backup: Row,
                       reason: str, return_status: str = states.HEALTHY) -> Effects:
         now = self.rt.clock.now()
 
@@ -151,7 +151,7 @@ class RestoreJob(ServerJob):
                                       f"{health.status}.")
         return finish(restored)
 
-    def _failed(self, row: Mapping[str, Any], backup_id: str, reason: str, return_status: str,
+    def _failed(self, row: Row, backup_id: str, reason: str, return_status: str,
                 now: float) -> Effects:
         # The engine is untouched (restore is all or nothing): the server goes back to
         # where it was, with the reason.
@@ -190,16 +190,17 @@ class MaintenanceJob(_BackupTaker):
                                                 description="Taken before maintenance")
                     repo.update_job_payload(conn, job.id, {**job.payload, "backup_id": new["id"]})
                 return goto("start", effects=insert)
-            backup = self.backup_row(str(backup_id))
-            if backup is None:
+            taken = self.backup_row(str(backup_id))
+            if taken is None:
                 return finish(self._done(row, job, now, failed="the maintenance backup vanished"))
-            if backup["status"] == "IN_PROGRESS":
-                values = self.take(row, backup, now)
+            if taken["status"] == "IN_PROGRESS":
+                values = self.take(row, taken, now)
+                taken_id = taken["id"]
 
                 def stored(conn: Connection) -> None:
-                    repo.transition_backup(conn, backup["id"], ["IN_PROGRESS"], **values)
+                    repo.transition_backup(conn, taken_id, ["IN_PROGRESS"], **values)
                     events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
-                                  message=f"Maintenance backup {backup['id']} completed.")
+                                  message=f"Maintenance backup {taken_id} completed.")
                 return goto("rebuild", effects=stored)
             return goto("rebuild")
         if job.step == "rebuild":
@@ -209,15 +210,16 @@ class MaintenanceJob(_BackupTaker):
                     raise ArtifactError("the maintenance backup vanished")
                 artifact = load_artifact(self.rt.blobs, self.rt.box, backup)
                 driver, spec = self.driver(row), self.spec(row)
-                material = driver.restore(spec, artifact)
-                version = driver.maintain(spec, material,
-                                          major_upgrade=bool(job.payload.get("major_upgrade")))
+                restored = driver.restore(spec, artifact)
+                maintained = driver.maintain(
+                    spec, restored, major_upgrade=bool(job.payload.get("major_upgrade")))
             except (ArtifactError, EngineError) as exc:
                 return finish(self._done(row, job, now, failed=str(exc)))
-            return finish(self._done(row, job, now, material=material, version=version))
+            return finish(self._done(row, job, now, material=maintained.material,
+                                     version=maintained.engine_version))
         raise ValueError(f"unknown step {job.step!r}")
 
-    def _done(self, row: Mapping[str, Any], job: Job, now: float, *,
+    def _done(self, row: Row, job: Job, now: float, *,
               material: EngineMaterial | None = None, version: str | None = None,
               failed: str | None = None) -> Effects:
         return_status = str(job.payload.get("return_status") or states.HEALTHY)

@@ -22,6 +22,7 @@ from cmhost.service.records import Backup, Server
 from cmhost.service.runtime import Runtime
 from cmhost.service.tags import tags_to_dict
 from cmhost.storage import repo
+from cmhost.storage.repo import Row
 
 MANUAL = "MANUAL"
 AUTOMATED = "AUTOMATED"
@@ -31,7 +32,7 @@ def backup_not_found(backup_id: str) -> ResourceNotFoundException:
     return ResourceNotFoundException(f"A backup with the ID '{backup_id}' does not exist.")
 
 
-def settings_of(server: Mapping[str, Any]) -> dict[str, Any]:
+def settings_of(server: Row) -> dict[str, Any]:
     """The server settings a backup keeps (shown by DescribeBackups, used to restore)."""
     return {
         "Engine": server["engine"], "EngineModel": server["engine_model"],
@@ -57,7 +58,7 @@ def _new_backup_id(conn: Connection, name: str, now: float) -> tuple[str, float]
         millis += 1
 
 
-def insert_backup(rt: Runtime, conn: Connection, server: Mapping[str, Any], *,
+def insert_backup(rt: Runtime, conn: Connection, server: Row, *,
                   backup_type: str, now: float, description: str | None = None,
                   user_arn: str | None = None, tags: Mapping[str, str] | None = None
                   ) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def insert_backup(rt: Runtime, conn: Connection, server: Mapping[str, Any], *,
     return row
 
 
-def _backup_limit(rt: Runtime, account: Mapping[str, Any] | None) -> int:
+def _backup_limit(rt: Runtime, account: Row | None) -> int:
     limit = account["backup_limit"] if account is not None else None
     return int(limit) if limit is not None else rt.settings.backup_limit
 
@@ -115,7 +116,7 @@ def create_backup(rt: Runtime, caller: Caller, *, server_name: str, description:
     return to_record(rt, row)
 
 
-def start_automated_backup(rt: Runtime, conn: Connection, server: Mapping[str, Any],
+def start_automated_backup(rt: Runtime, conn: Connection, server: Row,
                            now: float) -> str | None:
     """The scheduled backup of a server (in the scheduler's transaction), if it can run."""
     if not states.allowed("CreateBackup", server["status"]):
@@ -133,7 +134,7 @@ def start_automated_backup(rt: Runtime, conn: Connection, server: Mapping[str, A
     return str(row["id"])
 
 
-def mark_for_deletion(rt: Runtime, conn: Connection, backup: Mapping[str, Any], now: float
+def mark_for_deletion(rt: Runtime, conn: Connection, backup: Row, now: float
                       ) -> None:
     """DELETING now; the job removes the artifact, the log, then the row."""
     repo.update_backup(conn, backup["id"], status="DELETING")
@@ -141,7 +142,7 @@ def mark_for_deletion(rt: Runtime, conn: Connection, backup: Mapping[str, Any], 
                         payload={"backup_id": backup["id"]})
 
 
-def enforce_retention(rt: Runtime, conn: Connection, server: Mapping[str, Any], now: float
+def enforce_retention(rt: Runtime, conn: Connection, server: Row, now: float
                       ) -> list[str]:
     """Delete the oldest automated backups beyond BackupRetentionCount; returns their IDs."""
     kept = repo.automated_backups(conn, server["id"])
@@ -200,7 +201,7 @@ def describe_backups(rt: Runtime, pager: Pager, caller: Caller, *, backup_id: st
     return [to_record(rt, r) for r in rows], token
 
 
-def to_record(rt: Runtime, row: Mapping[str, Any]) -> Backup:
+def to_record(rt: Runtime, row: Row) -> Backup:
     from cmhost.service.artifacts import log_key
 
     url = log_url(rt.settings.resolved_public_url, rt.box, log_key(row))

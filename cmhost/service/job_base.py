@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection
@@ -13,6 +12,7 @@ from cmhost.service import events
 from cmhost.service.records import server_material, server_spec
 from cmhost.service.runtime import Runtime
 from cmhost.storage import repo
+from cmhost.storage.repo import Row
 from cmhost.workflows.jobs import Effects, Job
 
 
@@ -20,28 +20,28 @@ class ServerJob:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    def server(self, job: Job) -> Mapping[str, Any] | None:
+    def server(self, job: Job) -> Row | None:
         if job.server_id is None:
             return None
         with self.rt.db.read() as conn:
             return repo.get_server_by_id(conn, job.server_id)
 
-    def spec(self, row: Mapping[str, Any]) -> ServerSpec:
+    def spec(self, row: Row) -> ServerSpec:
         return server_spec(row, self.rt.settings.resolved_public_url)
 
-    def driver(self, row: Mapping[str, Any]) -> EngineDriver:
+    def driver(self, row: Row) -> EngineDriver:
         return self.rt.drivers.for_server(self.spec(row).family, row["driver"])
 
-    def material(self, row: Mapping[str, Any]) -> EngineMaterial:
+    def material(self, row: Row) -> EngineMaterial:
         return server_material(row, self.rt.box)
 
-    def event(self, row: Mapping[str, Any], message: str, at: float) -> Effects:
+    def event(self, row: Row, message: str, at: float) -> Effects:
         def effects(conn: Connection) -> None:
             events.record(conn, server_id=row["id"], server_name=row["name"], at=at,
                           message=message)
         return effects
 
-    def material_values(self, row: Mapping[str, Any], material: EngineMaterial
+    def material_values(self, row: Row, material: EngineMaterial
                         ) -> dict[str, Any]:
         """Server columns holding `material` (and the attributes DescribeServers shows)."""
         spec = self.spec(row)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from sqlalchemy import Connection
 
 from cmhost.engines.base import EngineError
@@ -15,6 +12,7 @@ from cmhost.service.job_base import ServerJob
 from cmhost.service.node_jobs import ModifyJob, NodeJob
 from cmhost.service.runtime import Runtime
 from cmhost.storage import repo
+from cmhost.storage.repo import Row
 from cmhost.workflows.jobs import Effects, Job, JobHandler, Outcome, finish, goto
 
 # How many times CreateServer asks the engine for its health before giving up.
@@ -60,7 +58,7 @@ class CreateServerJob(ServerJob):
                                             f"{health.reason}", now))
         raise ValueError(f"unknown step {job.step!r}")
 
-    def _from_backup(self, row: Mapping[str, Any], backup_id: str, now: float) -> Outcome:
+    def _from_backup(self, row: Row, backup_id: str, now: float) -> Outcome:
         with self.rt.db.read() as conn:
             backup = repo.get_backup_by_id(conn, backup_id)
         if backup is None:
@@ -80,7 +78,7 @@ class CreateServerJob(ServerJob):
         return goto("ready", at=row["created_at"] + self.rt.settings.provisioning_seconds,
                     effects=restored)
 
-    def _failed(self, row: Mapping[str, Any], reason: str, at: float) -> Effects:
+    def _failed(self, row: Row, reason: str, at: float) -> Effects:
         def effects(conn: Connection) -> None:
             if repo.transition_server(conn, row["id"], [states.CREATING], status=states.FAILED,
                                       status_reason=reason, updated_at=at):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from sqlalchemy import Connection
 
@@ -13,11 +12,12 @@ from cmhost.service.errors import InvalidStateException, ValidationException
 from cmhost.service.records import Server
 from cmhost.service.runtime import Runtime
 from cmhost.storage import repo
+from cmhost.storage.repo import Row
 
 MAJOR_UPGRADE = "CHEF_MAJOR_UPGRADE"
 
 
-def _major_upgrade(server: Mapping[str, Any], attributes: Sequence[tuple[str | None, str | None]]
+def _major_upgrade(server: Row, attributes: Sequence[tuple[str | None, str | None]]
                    ) -> bool:
     upgrade = False
     for name, value in attributes:
@@ -35,7 +35,7 @@ def _major_upgrade(server: Mapping[str, Any], attributes: Sequence[tuple[str | N
     return upgrade
 
 
-def begin_maintenance(rt: Runtime, conn: Connection, server: Mapping[str, Any], *, now: float,
+def begin_maintenance(rt: Runtime, conn: Connection, server: Row, *, now: float,
                       major_upgrade: bool, scheduled: bool) -> bool:
     """UNDER_MAINTENANCE and the job, in the caller's transaction; False if not allowed now."""
     if not repo.transition_server(conn, server["id"], states.ALLOWED["StartMaintenance"],

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from sqlalchemy import Connection
 
 from cmhost.engines.base import EngineError
@@ -12,6 +9,7 @@ from cmhost.service import events, states
 from cmhost.service.job_base import ServerJob
 from cmhost.service.nodes import FAILED, IN_PROGRESS, SUCCESS
 from cmhost.storage import repo
+from cmhost.storage.repo import Row
 from cmhost.workflows.jobs import Effects, Job, Outcome, finish, goto
 
 # While the server is busy (backup, maintenance, ...) a node request waits this long.
@@ -50,7 +48,7 @@ class NodeJob(ServerJob):
             return finish(self._result(request, row, now, error=str(exc)))
         return finish(self._result(request, row, now, result=result))
 
-    def _result(self, request: Mapping[str, Any], row: Mapping[str, Any] | None, now: float, *,
+    def _result(self, request: Row, row: Row | None, now: float, *,
                 result: list[tuple[str, str]] | None = None, error: str | None = None
                 ) -> Effects:
         action = request["action"]

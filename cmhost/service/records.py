@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cmhost.engines.attributes import engine_family
 from cmhost.engines.base import EngineMaterial, ServerSpec
+from cmhost.storage.repo import Row
 from cmhost.storage.secrets import SecretBox
 
 
@@ -43,7 +43,7 @@ class Server:
     created_at: float
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Server:
+    def from_row(cls, row: Row) -> Server:
         return cls(
             id=row["id"], arn=row["arn"], name=row["name"], account=row["account"],
             region=row["region"], engine=row["engine"], engine_model=row["engine_model"],
@@ -72,7 +72,7 @@ class Event:
     log_url: str | None
 
 
-def server_spec(row: Mapping[str, Any], api_endpoint: str) -> ServerSpec:
+def server_spec(row: Row, api_endpoint: str) -> ServerSpec:
     """The driver's view of a stored server."""
     return ServerSpec(
         server_id=row["id"], name=row["name"], account=row["account"], region=row["region"],
@@ -81,7 +81,7 @@ def server_spec(row: Mapping[str, Any], api_endpoint: str) -> ServerSpec:
         api_endpoint=api_endpoint, custom_domain=row["custom_domain"])
 
 
-def server_material(row: Mapping[str, Any], box: SecretBox) -> EngineMaterial:
+def server_material(row: Row, box: SecretBox) -> EngineMaterial:
     """The engine identity of a stored server, its secrets decrypted for the driver."""
     import json
 
@@ -104,7 +104,7 @@ class Backup:
     log_url: str | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], log_url: str | None) -> Backup:
+    def from_row(cls, row: Row, log_url: str | None) -> Backup:
         return cls(id=row["id"], arn=row["arn"], backup_type=row["backup_type"],
                    created_at=row["created_at"], description=row["description"],
                    server_name=row["server_name"], status=row["status"],

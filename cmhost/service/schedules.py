@@ -3,19 +3,17 @@ PreferredMaintenanceWindow, each window fired exactly once across all workers.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from cmhost.service import backups, events, maintenance, states
 from cmhost.service.runtime import Runtime
 from cmhost.storage import repo
+from cmhost.storage.repo import Row
 from cmhost.workflows.windows import WINDOW_SECONDS, Window
 
 BACKUP = "backup"
 MAINTENANCE = "maintenance"
 
 
-def _windows(server: Mapping[str, Any]) -> list[tuple[str, Window]]:
+def _windows(server: Row) -> list[tuple[str, Window]]:
     found = [(MAINTENANCE, Window.parse(server["preferred_maintenance_window"]))]
     if not server["disable_automated_backup"]:
         found.append((BACKUP, Window.parse(server["preferred_backup_window"])))

@@ -6,9 +6,7 @@ import json
 import secrets
 import string
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +31,7 @@ from cmhost.service.records import Server
 from cmhost.service.runtime import Runtime
 from cmhost.service.tags import tags_to_dict
 from cmhost.storage import repo
+from cmhost.storage.repo import Row
 
 MAX_RETENTION = 30  # automated backup generations
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -87,7 +86,7 @@ def server_not_found(name: str) -> ResourceNotFoundException:
     return events.server_not_found(name)
 
 
-def server_limit(rt: Runtime, account_row: Mapping[str, Any] | None) -> int:
+def server_limit(rt: Runtime, account_row: Row | None) -> int:
     """The account's own limit if one is set, else the process default."""
     limit = account_row["server_limit"] if account_row is not None else None
     return int(limit) if limit is not None else rt.settings.server_limit

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from sqlalchemy import Connection
 
@@ -17,6 +16,7 @@ from cmhost.service.errors import (
 from cmhost.service.pagination import Pager, page_size
 from cmhost.storage import repo
 from cmhost.storage.db import Database
+from cmhost.storage.repo import Row
 
 MAX_TAGS = 50  # per resource, as the user guide states
 
@@ -40,7 +40,7 @@ def tags_to_dict(tags: Sequence[tuple[str, str]]) -> dict[str, str]:
     return result
 
 
-def _resource(conn: Connection, caller: Caller, arn: str) -> Mapping[str, Any]:
+def _resource(conn: Connection, caller: Caller, arn: str) -> Row:
     """The server or backup behind an ARN, if it is the caller's; else ResourceNotFound."""
     not_found = ResourceNotFoundException(f"The resource '{arn}' does not exist.")
     parts = arn.split(":", 5)
@@ -59,7 +59,7 @@ def _resource(conn: Connection, caller: Caller, arn: str) -> Mapping[str, Any]:
     return row
 
 
-def _check_taggable(row: Mapping[str, Any], operation: str) -> None:
+def _check_taggable(row: Row, operation: str) -> None:
     # Servers follow the state table; a backup is refused while it is being deleted.
     if row["status"] == states.DELETING or (
             row["status"] in states.ALL and not states.allowed(operation, row["status"])):

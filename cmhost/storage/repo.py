@@ -399,3 +399,7 @@ def schedulable_servers(conn: Connection) -> Sequence[RowMapping]:
 
 def update_job_payload(conn: Connection, job_id: int, payload: Mapping[str, Any]) -> None:
     conn.execute(update(jobs).where(jobs.c.id == job_id).values(payload=dict(payload)))
+
+
+# A row as the service layer sees it (RowMapping keys are typed loosely by SQLAlchemy).
+Row = Mapping[Any, Any]
