@@ -90,10 +90,12 @@ class CmhostApp:
                              tickers=[Scheduler(self.runtime)])
         self.runtime.wake_worker = self.worker.wake
         self.keys = KeyDirectory(self.db, self.box, allow_dev_key=settings.loopback)
-        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cmhost-api")
+        # Few threads: handlers hold the GIL most of the time, and more threads only contend.
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cmhost-api")
         verifier = SigV4Verifier(self._lookup_key)
         throttle = TokenBuckets() if settings.throttle else None
-        self.aws = AwsJsonApp(OpsWorksCM(self.runtime).table(), verifier, throttle, self.executor)
+        self.aws = AwsJsonApp(OpsWorksCM(self.runtime).table(), verifier, throttle, self.executor,
+                              inline_reads=self.db.is_sqlite)
         self.admin = AdminApp(self.clock, self.advance, self.health, self.executor,
                               self.read_log)
         self.started_at = time.time()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from cmhost.api import serialize
+from cmhost.api.serialize import RawJson
 from cmhost.service import (
     accounts,
     backups,
@@ -22,18 +24,27 @@ from cmhost.service.pagination import Pager
 from cmhost.service.runtime import Runtime
 
 Params = dict[str, Any]
-Handler = Callable[[Caller, Params], dict[str, Any]]
-F = TypeVar("F", bound=Callable[..., dict[str, Any]])
+Handler = Callable[[Caller, Params], dict[str, Any] | RawJson]
+F = TypeVar("F", bound=Callable[..., dict[str, Any] | RawJson])
 
 
-def operation(name: str) -> Callable[[F], F]:
-    """Marks a method as the handler of an operation; the table is built from the marks."""
+def operation(name: str, *, reads_only: bool = False) -> Callable[[F], F]:
+    """Marks a method as the handler of an operation; the table is built from the marks.
+
+    `reads_only` handlers only read the database quickly; the protocol may run them on the
+    event loop instead of a worker thread (see AwsJsonApp).
+    """
 
     def mark(fn: F) -> F:
         fn.__cmhost_operation__ = name  # type: ignore[attr-defined]
+        fn.__cmhost_reads_only__ = reads_only  # type: ignore[attr-defined]
         return fn
 
     return mark
+
+
+def reads_only(handler: Handler) -> bool:
+    return bool(getattr(handler, "__cmhost_reads_only__", False))
 
 
 def _pairs(items: list[dict[str, Any]] | None, key: str = "Name", value: str = "Value"
@@ -53,6 +64,9 @@ class OpsWorksCM:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.pager = Pager(rt.box)
+        # Serialized servers by id, with the revision they were serialized at. A server row's
+        # revision changes with every write, so a stale entry is never served.
+        self._server_json: dict[str, tuple[int, bytes]] = {}
 
     def table(self) -> dict[str, Handler]:
         found: dict[str, Handler] = {}
@@ -82,12 +96,22 @@ class OpsWorksCM:
         server, attributes = servers.create_server(self.rt, caller, req)
         return {"Server": serialize.server(server, attributes)}
 
-    @operation("DescribeServers")
-    def describe_servers(self, caller: Caller, p: Params) -> dict[str, Any]:
-        found, token = servers.describe_servers(
+    @operation("DescribeServers", reads_only=True)
+    def describe_servers(self, caller: Caller, p: Params) -> RawJson:
+        refs, token = servers.list_server_refs(
             self.rt, self.pager, caller, server_name=p.get("ServerName"),
             max_results=p.get("MaxResults"), next_token=p.get("NextToken"))
-        return _with_token({"Servers": [serialize.server(s) for s in found]}, token)
+        cache = self._server_json
+        missing = [r.id for r in refs if cache.get(r.id, (-1, b""))[0] != r.revision]
+        if missing:
+            if len(cache) > 50_000:
+                cache.clear()
+            for server_id, server in servers.servers_by_ids(self.rt, missing).items():
+                cache[server_id] = (server.revision, json.dumps(
+                    serialize.server(server), separators=(",", ":")).encode())
+        parts = [cache[r.id][1] for r in refs if r.id in cache]
+        tail = b"" if token is None else b',"NextToken":' + json.dumps(token).encode()
+        return RawJson(b'{"Servers":[' + b",".join(parts) + b"]" + tail + b"}")
 
     @operation("UpdateServer")
     def update_server(self, caller: Caller, p: Params) -> dict[str, Any]:
@@ -104,14 +128,14 @@ class OpsWorksCM:
         servers.delete_server(self.rt, caller, server_name=p["ServerName"])
         return {}
 
-    @operation("DescribeEvents")
+    @operation("DescribeEvents", reads_only=True)
     def describe_events(self, caller: Caller, p: Params) -> dict[str, Any]:
         found, token = events.describe_events(
             self.rt.db, self.pager, caller, server_name=p["ServerName"],
             max_results=p.get("MaxResults"), next_token=p.get("NextToken"))
         return _with_token({"ServerEvents": [serialize.event(e) for e in found]}, token)
 
-    @operation("DescribeAccountAttributes")
+    @operation("DescribeAccountAttributes", reads_only=True)
     def describe_account_attributes(self, caller: Caller, p: Params) -> dict[str, Any]:
         found = accounts.describe_account_attributes(self.rt, caller)
         return {"Attributes": [serialize.account_attribute(a) for a in found]}
@@ -126,7 +150,7 @@ class OpsWorksCM:
         tags.untag_resource(self.rt.db, caller, p["ResourceArn"], list(p["TagKeys"]))
         return {}
 
-    @operation("ListTagsForResource")
+    @operation("ListTagsForResource", reads_only=True)
     def list_tags_for_resource(self, caller: Caller, p: Params) -> dict[str, Any]:
         found, token = tags.list_tags(self.rt.db, self.pager, caller, p["ResourceArn"],
                                       max_results=p.get("MaxResults"),
@@ -145,7 +169,7 @@ class OpsWorksCM:
         backups.delete_backup(self.rt, caller, backup_id=p["BackupId"])
         return {}
 
-    @operation("DescribeBackups")
+    @operation("DescribeBackups", reads_only=True)
     def describe_backups(self, caller: Caller, p: Params) -> dict[str, Any]:
         found, token = backups.describe_backups(
             self.rt, self.pager, caller, backup_id=p.get("BackupId"),
@@ -181,7 +205,7 @@ class OpsWorksCM:
                                           attributes=_pairs(p.get("EngineAttributes")))
         return {"NodeAssociationStatusToken": token}
 
-    @operation("DescribeNodeAssociationStatus")
+    @operation("DescribeNodeAssociationStatus", reads_only=True)
     def describe_node_association_status(self, caller: Caller, p: Params) -> dict[str, Any]:
         status = nodes.describe_status(self.rt, caller, server_name=p["ServerName"],
                                        token=p["NodeAssociationStatusToken"])

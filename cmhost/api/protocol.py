@@ -6,14 +6,15 @@ import asyncio
 import json
 import logging
 import uuid
-from urllib.parse import parse_qsl
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any
+from urllib.parse import parse_qsl
 
 from cmhost.api import errors
-from cmhost.api.handlers import Handler
+from cmhost.api.handlers import Handler, reads_only
 from cmhost.api.model import SERVICE, Operation
+from cmhost.api.serialize import RawJson
 from cmhost.api.sigv4 import SignedRequest, SigV4Verifier
 from cmhost.api.throttle import TokenBuckets
 from cmhost.api.validate import format_violations, validate_input
@@ -56,10 +57,11 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def send_json(send: Send, status: int, payload: Mapping[str, Any], request_id: str,
-                    error_type: str | None = None,
+async def send_json(send: Send, status: int, payload: Mapping[str, Any] | RawJson,
+                    request_id: str, error_type: str | None = None,
                     content_type: bytes = CONTENT_TYPE) -> None:
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    body = payload if isinstance(payload, RawJson) else json.dumps(
+        payload, separators=(",", ":")).encode()
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
                (b"x-amzn-requestid", request_id.encode())]
     if error_type is not None:
@@ -76,7 +78,9 @@ class AwsJsonApp:
     """Serves `POST /` for the OpsWorks CM operations."""
 
     def __init__(self, handlers: Mapping[str, Handler], verifier: SigV4Verifier,
-                 throttle: TokenBuckets | None, executor: Executor) -> None:
+                 throttle: TokenBuckets | None, executor: Executor, *,
+                 inline_reads: bool = False) -> None:
+        self.inline_reads = inline_reads
         self.handlers = dict(handlers)
         self.verifier = verifier
         self.throttle = throttle
@@ -101,7 +105,7 @@ class AwsJsonApp:
         await send_json(send, status, payload, request_id)
 
     async def _handle(self, scope: Scope, receive: Receive, request_id: str
-                      ) -> tuple[int, Mapping[str, Any]]:
+                      ) -> tuple[int, Mapping[str, Any] | RawJson]:
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1"))
                    for k, v in scope["headers"]]
         header = dict(headers)
@@ -142,6 +146,9 @@ class AwsJsonApp:
             raise ValidationException(format_violations(problems))
         caller = Caller(account=identity.account, region=identity.region,
                         principal_arn=identity.principal_arn, request_id=request_id)
+        if self.inline_reads and reads_only(handler):
+            # A quick local read: a thread hop would cost more than the query itself.
+            return 200, handler(caller, params)
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self.executor, handler, caller, params)
         return 200, result
@@ -170,7 +177,7 @@ class AwsJsonApp:
 
     @staticmethod
     def _parse(body: bytes) -> dict[str, Any]:
-        if not body.strip():
+        if body == b"{}" or not body.strip():  # what SDKs send for an empty input
             return {}
         try:
             text = body.decode("utf-8")

@@ -8,6 +8,10 @@ from cmhost.service.accounts import AccountAttribute
 from cmhost.service.records import Backup, Event, Server
 
 
+class RawJson(bytes):
+    """A response body already encoded as JSON: the protocol sends it as it is."""
+
+
 def attributes(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
     return [{"Name": name, "Value": value} for name, value in pairs]
 

@@ -187,3 +187,33 @@ def validate_create_attributes(
             raise InvalidEngineAttribute(f"Engine attribute {name} needs a Value")
         result[canonical] = _CHECKS[canonical](name, value)
     return result
+
+
+# UpdateServerEngineAttributes: accepted AttributeName -> canonical name, per family.
+_UPDATABLE: dict[EngineFamily, dict[str, str]] = {
+    "Chef": {CHEF_PIVOTAL_KEY: CHEF_PIVOTAL_KEY, "CHEF_AUTOMATE_PIVOTAL_KEY": CHEF_PIVOTAL_KEY},
+    "Puppet": {PUPPET_ADMIN_PASSWORD: PUPPET_ADMIN_PASSWORD},
+}
+
+
+def check_update_attribute(engine: str, name: str, value: str | None) -> tuple[str, str | None]:
+    """Check an UpdateServerEngineAttributes request: (canonical name, canonical value or None).
+
+    CHEF_PIVOTAL_KEY (or CHEF_AUTOMATE_PIVOTAL_KEY) on Chef takes an RSA public key;
+    PUPPET_ADMIN_PASSWORD on Puppet a password meeting the Puppet rule. An empty value means
+    "generate one". Raises InvalidEngineAttribute without repeating the value.
+    """
+    try:
+        family = engine_family(engine)
+    except ValueError as exc:
+        raise InvalidEngineAttribute(str(exc)) from None
+    accepted = _UPDATABLE[family]
+    if name not in accepted:
+        raise InvalidEngineAttribute(
+            f"AttributeName {name[:64]!r} cannot be updated on a {engine} server; "
+            f"accepted: {', '.join(sorted(accepted))}"
+        )
+    canonical = accepted[name]
+    if not value:
+        return canonical, None
+    return canonical, _CHECKS[canonical](name, value)

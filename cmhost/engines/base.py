@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 EngineFamily = Literal["Chef", "Puppet"]
+NodeAction = Literal["associate", "disassociate"]
 HealthStatus = Literal["HEALTHY", "UNHEALTHY", "CONNECTION_LOST"]
 
 
@@ -69,6 +70,14 @@ class Health:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Maintained:
+    """What `maintain` returns."""
+
+    material: EngineMaterial  # the server's identity from now on (a renewed server cert...)
+    engine_version: str | None = None  # the new version after a major upgrade, else None
+
+
 class EngineDriver(Protocol):
     """One way of running servers of one engine family."""
 
@@ -95,6 +104,84 @@ class EngineDriver(Protocol):
 
     def destroy(self, spec: ServerSpec) -> None:
         """Stop the engine and remove everything it has on disk (idempotent)."""
+        ...
+
+    # --- nodes ------------------------------------------------------------------------
+
+    def check_node_request(self, spec: ServerSpec, action: NodeAction, node_name: str,
+                           attributes: dict[str, str]) -> dict[str, str]:
+        """Validate AssociateNode/DisassociateNode attributes at request time.
+
+        Returns them with canonical names (CHEF_AUTOMATE_* spellings mapped to CHEF_*);
+        raises InvalidEngineAttribute (a malformed key or CSR, a CSR whose CN is not the
+        node name, a missing or unknown attribute, an organization other than `default`).
+        """
+        ...
+
+    def associate_node(self, spec: ServerSpec, material: EngineMaterial, node_name: str,
+                       attributes: dict[str, str]) -> list[tuple[str, str]]:
+        """Register the node (idempotent); returns attributes for DescribeNodeAssociationStatus
+        (PUPPET_NODE_CERT for Puppet)."""
+        ...
+
+    def disassociate_node(self, spec: ServerSpec, material: EngineMaterial, node_name: str,
+                          attributes: dict[str, str]) -> None:
+        """Remove the node (idempotent): its key stops working / its certificate is revoked."""
+        ...
+
+    def node_names(self, spec: ServerSpec) -> list[str]:
+        """The nodes the engine knows, sorted."""
+        ...
+
+    def accepts_client(self, spec: ServerSpec, node_name: str, data: bytes,
+                       signature: bytes) -> bool:
+        """Chef: whether the engine accepts the node's key, i.e. `signature` is an RSA
+        PKCS#1 v1.5 SHA-256 signature of `data` by the key the node was associated with.
+        False for an unknown or disassociated node (and on Puppet servers)."""
+        ...
+
+    def is_revoked(self, spec: ServerSpec, cert_pem: str) -> bool:
+        """Puppet: whether the server's CRL lists the certificate. ValueError if `cert_pem`
+        is not a PEM certificate."""
+        ...
+
+    # --- backup, restore, maintenance ---------------------------------------------------
+
+    def backup(self, spec: ServerSpec, material: EngineMaterial) -> bytes:
+        """The engine's whole state (identity with its secrets, node registry, config) as one
+        artifact. The caller encrypts it before it is stored anywhere."""
+        ...
+
+    def restore(self, spec: ServerSpec, artifact: bytes) -> EngineMaterial:
+        """Rebuild the engine from a `backup` artifact (idempotent); returns the identity the
+        artifact holds, which becomes the server's (with a new server certificate when the
+        backup's does not name this server's endpoint or is close to expiry, as when a new
+        server is created from another's backup). Raises EngineError if it is unusable, and
+        then leaves the engine as it was."""
+        ...
+
+    def maintain(self, spec: ServerSpec, material: EngineMaterial, *,
+                 major_upgrade: bool) -> Maintained:
+        """Apply maintenance to a server just restored from a fresh backup: restart the engine
+        from its material and renew what is close to expiry (the server certificate). With
+        major_upgrade (Chef 12 only, else InvalidEngineAttribute) upgrades the engine.
+        Returns the material to store from now on and the new engine version, if any."""
+        ...
+
+    # --- engine attributes --------------------------------------------------------------
+
+    def update_attribute(self, spec: ServerSpec, material: EngineMaterial, name: str,
+                         value: str | None) -> Prepared:
+        """UpdateServerEngineAttributes: CHEF_PIVOTAL_KEY (a given public key, or a new pair
+        whose private key and a new starter kit are returned once) or PUPPET_ADMIN_PASSWORD.
+        Returns the new material and the one-time attributes. Raises InvalidEngineAttribute."""
+        ...
+
+    def userdata(self, spec: ServerSpec, material: EngineMaterial,
+                 inputs: dict[str, str]) -> str:
+        """ExportServerEngineAttribute Userdata: the node bootstrap script. `inputs` holds
+        RunList, OrganizationName, NodeEnvironment, NodeClientVersion (ignored by Puppet).
+        Raises InvalidEngineAttribute for an unknown input name or a bad value."""
         ...
 
 

@@ -1,69 +1,53 @@
-"""The embedded driver: a Chef or Puppet server kept inside cmhost (real CA, keys, registry)."""
+"""The embedded driver: a Chef or Puppet server kept inside cmhost (real CA, keys, registry).
+
+A server's state directory (data_dir/engines/<server_id>) holds public material only:
+engine.json, ca.pem, server.pem, the node registry (nodes/) and, for Puppet, revoked.json
+and crl.pem. Private keys live in the EngineMaterial the caller keeps encrypted.
+"""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
-from cmhost.engines import pki
-from cmhost.engines.attributes import (
-    CHEF_DELIVERY_ADMIN_PASSWORD,
-    CHEF_PIVOTAL_KEY,
-    PUPPET_ADMIN_PASSWORD,
-    PUPPET_R10K_PRIVATE_KEY,
-    PUPPET_R10K_REMOTE,
-    generate_chef_password,
-    generate_puppet_password,
-)
+from cmhost.engines import archive, embedded_nodes, pki
 from cmhost.engines.base import (
     DriverContext,
     EngineError,
     EngineFamily,
     EngineMaterial,
     Health,
+    InvalidEngineAttribute,
+    Maintained,
+    NodeAction,
     Prepared,
     ServerSpec,
 )
-from cmhost.engines.starter_kits import chef_starter_kit, puppet_starter_kit
-from cmhost.engines.userdata import render_userdata
-
-# The common name of the client certificate a Puppet starter kit carries.
-PUPPET_KIT_CLIENT = "admin"
+from cmhost.engines.embedded_identity import (
+    current_server_cert,
+    prepare_identity,
+    update_credential,
+)
+from cmhost.engines.node_attributes import (
+    CHEF_NODE_PUBLIC_KEY,
+    CHEF_ORGANIZATION,
+    PUPPET_NODE_CSR,
+    check_node_attributes,
+)
+from cmhost.engines.statedir import locked, read_files, remove_leftovers, replace_dir, write_atomic
+from cmhost.engines.userdata import render_userdata_for_inputs
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _REQUIRED_PUBLIC = ("ca_cert", "server_cert")
+# The engine version a Chef 12 (Automate 1) server is upgraded to by CHEF_MAJOR_UPGRADE.
+CHEF_UPGRADE_VERSION = "2"
 
 
-def _endpoint_host(endpoint: str) -> str:
-    if endpoint.startswith("["):
-        return endpoint[1:].split("]", 1)[0]
-    return endpoint.rsplit(":", 1)[0] if endpoint.count(":") == 1 else endpoint
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` so a reader sees the old file or the new one, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+def _dump(value: object) -> str:
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
 
 
 class EmbeddedDriver:
@@ -80,75 +64,7 @@ class EmbeddedDriver:
     def prepare(self, spec: ServerSpec, attributes: dict[str, str]) -> Prepared:
         """Make the server's CA, server certificate and credentials; build the starter kit."""
         self._check_family(spec)
-        ca_cert, ca_key = pki.generate_ca(f"{spec.name} CA")
-        host = _endpoint_host(spec.endpoint)
-        names = [host] + ([spec.custom_domain] if spec.custom_domain else [])
-        server_cert, server_key = pki.issue_certificate(ca_cert, ca_key, host, names)
-        material = EngineMaterial(
-            public={"ca_cert": ca_cert, "server_cert": server_cert},
-            secrets={"ca_key": ca_key, "server_key": server_key},
-        )
-        if spec.family == "Chef":
-            one_time = self._prepare_chef(spec, attributes, material)
-        else:
-            one_time = self._prepare_puppet(spec, attributes, material)
-        return Prepared(material=material, one_time_attributes=one_time)
-
-    def _prepare_chef(
-        self, spec: ServerSpec, attributes: dict[str, str], material: EngineMaterial
-    ) -> list[tuple[str, str]]:
-        automate = spec.engine == "ChefAutomate"
-        one_time: list[tuple[str, str]] = []
-        given_key = attributes.get(CHEF_PIVOTAL_KEY)
-        private_pem: str | None = None
-        if given_key:
-            material.public["pivotal_public_key"] = pki.public_key_pem(
-                pki.load_public_key(given_key)
-            )
-        else:
-            key = pki.generate_rsa_key()
-            material.public["pivotal_public_key"] = pki.public_key_pem(key)
-            private_pem = pki.private_key_pem(key)
-            name = "CHEF_AUTOMATE_PIVOTAL_KEY" if automate else CHEF_PIVOTAL_KEY
-            one_time.append((name, private_pem))
-        password = attributes.get(CHEF_DELIVERY_ADMIN_PASSWORD)
-        if not password:
-            password = generate_chef_password()
-            name = "CHEF_AUTOMATE_ADMIN_PASSWORD" if automate else CHEF_DELIVERY_ADMIN_PASSWORD
-            one_time.append((name, password))
-        material.public["admin_password_hash"] = pki.hash_password(password)
-        ca_cert = material.public["ca_cert"]
-        kit = chef_starter_kit(
-            spec,
-            ca_cert_pem=ca_cert,
-            pivotal_private_key_pem=private_pem,
-            userdata=render_userdata(spec, ca_cert_pem=ca_cert),
-        )
-        one_time.append(("CHEF_STARTER_KIT", _b64(kit)))
-        return one_time
-
-    def _prepare_puppet(
-        self, spec: ServerSpec, attributes: dict[str, str], material: EngineMaterial
-    ) -> list[tuple[str, str]]:
-        password = attributes.get(PUPPET_ADMIN_PASSWORD) or generate_puppet_password()
-        material.public["admin_password_hash"] = pki.hash_password(password)
-        if attributes.get(PUPPET_R10K_REMOTE):
-            material.public["r10k_remote"] = attributes[PUPPET_R10K_REMOTE]
-        if attributes.get(PUPPET_R10K_PRIVATE_KEY):
-            material.secrets["r10k_private_key"] = attributes[PUPPET_R10K_PRIVATE_KEY]
-        ca_cert = material.public["ca_cert"]
-        # The kit's client key is handed out once and kept nowhere.
-        client_cert, client_key = pki.issue_certificate(
-            ca_cert, material.secrets["ca_key"], PUPPET_KIT_CLIENT, [], server=False
-        )
-        kit = puppet_starter_kit(
-            spec,
-            ca_cert_pem=ca_cert,
-            client_cert_pem=client_cert,
-            client_key_pem=client_key,
-            userdata=render_userdata(spec, ca_cert_pem=ca_cert),
-        )
-        return [(PUPPET_ADMIN_PASSWORD, password), ("PUPPET_STARTER_KIT", _b64(kit))]
+        return prepare_identity(spec, attributes)
 
     def public_attributes(
         self, spec: ServerSpec, material: EngineMaterial
@@ -167,24 +83,33 @@ class EmbeddedDriver:
         return self._ctx.data_dir / "engines" / spec.server_id
 
     def provision(self, spec: ServerSpec, material: EngineMaterial) -> None:
-        """Write engine.json, ca.pem, server.pem and nodes/ (public material only)."""
+        """Write engine.json, ca.pem, server.pem, nodes/ and, for Puppet, crl.pem (public
+        material only; the CA key signs the CRL but is never written)."""
         self._check_family(spec)
         missing = [k for k in _REQUIRED_PUBLIC if not material.public.get(k)]
         if missing:
             raise EngineError(f"the server's engine material lacks {', '.join(missing)}")
         root = self.server_dir(spec)
-        (root / "nodes").mkdir(parents=True, exist_ok=True)
+        with locked(root):
+            self._write_engine(root, spec, material, spec.engine_version)
+
+    def _write_engine(
+        self, root: Path, spec: ServerSpec, material: EngineMaterial, version: str
+    ) -> None:
+        (root / embedded_nodes.NODES_DIR).mkdir(parents=True, exist_ok=True)
         engine = {
             "driver": self.name,
             "family": spec.family,
             "engine": spec.engine,
-            "version": spec.engine_version,
+            "version": version,
             "endpoint": spec.endpoint,
             "name": spec.name,
         }
-        _write_atomic(root / "engine.json", json.dumps(engine, indent=2, sort_keys=True) + "\n")
-        _write_atomic(root / "ca.pem", material.public["ca_cert"])
-        _write_atomic(root / "server.pem", material.public["server_cert"])
+        write_atomic(root / "engine.json", _dump(engine))
+        write_atomic(root / "ca.pem", material.public["ca_cert"])
+        write_atomic(root / "server.pem", material.public["server_cert"])
+        if spec.family == "Puppet" and not (root / embedded_nodes.CRL_FILE).exists():
+            embedded_nodes.write_crl(root, material)
 
     def check_health(self, spec: ServerSpec, material: EngineMaterial) -> Health:
         """HEALTHY when the state is complete and consistent; CONNECTION_LOST when it is gone."""
@@ -205,18 +130,176 @@ class EmbeddedDriver:
             return f"The engine state cannot be read: {exc.__class__.__name__}."
         if not isinstance(engine, dict) or engine.get("family") != spec.family:
             return "The engine description (engine.json) does not match the server."
-        if not (root / "nodes").is_dir():
-            return "The node registry is missing."
         if ca_cert != material.public.get("ca_cert"):
             return "The engine's CA certificate is not the server's CA."
         if not pki.verify_chain(server_cert, ca_cert):
             return "The engine's server certificate does not chain to its CA or has expired."
-        return ""
+        return embedded_nodes.registry_problem(root, ca_cert)
 
     def destroy(self, spec: ServerSpec) -> None:
         """Remove the server's state directory (fine if it is already gone)."""
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(self.server_dir(spec))
+        root = self.server_dir(spec)
+        with locked(root):
+            remove_leftovers(root)
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(root)
+        (root.parent / f".{root.name}.lock").unlink(missing_ok=True)
+
+    # --------------------------------------------------------------------- nodes
+
+    def check_node_request(
+        self, spec: ServerSpec, action: NodeAction, node_name: str, attributes: dict[str, str]
+    ) -> dict[str, str]:
+        """The node attributes with canonical names and values (see node_attributes)."""
+        self._check_family(spec)
+        return check_node_attributes(spec.family, spec.engine, action, node_name, attributes)
+
+    def associate_node(
+        self, spec: ServerSpec, material: EngineMaterial, node_name: str, attributes: dict[str, str]
+    ) -> list[tuple[str, str]]:
+        """Chef: register the node's public key. Puppet: sign its CSR; returns PUPPET_NODE_CERT.
+
+        Associating a known node again replaces its key or certificate (the old certificate
+        is revoked); with the same key it changes nothing.
+        """
+        checked = self.check_node_request(spec, "associate", node_name, attributes)
+        root = self.server_dir(spec)
+        with locked(root):
+            if spec.family == "Chef":
+                embedded_nodes.associate_chef(
+                    root, node_name, checked[CHEF_ORGANIZATION], checked[CHEF_NODE_PUBLIC_KEY]
+                )
+                return []
+            return embedded_nodes.associate_puppet(
+                root, material, node_name, checked[PUPPET_NODE_CSR]
+            )
+
+    def disassociate_node(
+        self, spec: ServerSpec, material: EngineMaterial, node_name: str, attributes: dict[str, str]
+    ) -> None:
+        """Forget the node (fine if unknown): its key stops working, its certificate is revoked
+        and crl.pem re-signed."""
+        self.check_node_request(spec, "disassociate", node_name, attributes)
+        root = self.server_dir(spec)
+        with locked(root):
+            embedded_nodes.disassociate(root, material, node_name)
+
+    def node_names(self, spec: ServerSpec) -> list[str]:
+        """The associated nodes, sorted."""
+        return embedded_nodes.node_names(self.server_dir(spec))
+
+    def accepts_client(
+        self, spec: ServerSpec, node_name: str, data: bytes, signature: bytes
+    ) -> bool:
+        """Chef: True when `signature` of `data` is by the node's registered key."""
+        if spec.family != "Chef":
+            return False
+        return embedded_nodes.accepts_client(self.server_dir(spec), node_name, data, signature)
+
+    def is_revoked(self, spec: ServerSpec, cert_pem: str) -> bool:
+        """Puppet: True when the server's crl.pem lists the certificate."""
+        return embedded_nodes.is_revoked(self.server_dir(spec), cert_pem)
+
+    # ----------------------------------------------------------- backup, restore
+
+    def backup(self, spec: ServerSpec, material: EngineMaterial) -> bytes:
+        """A deterministic tar.gz of the material (secrets included) and every state file.
+
+        The artifact holds the CA key and the server key: the caller must encrypt it before
+        it is stored anywhere (see archive).
+        """
+        self._check_family(spec)
+        root = self.server_dir(spec)
+        with locked(root):
+            if not root.is_dir():
+                raise EngineError(
+                    "The engine's state directory is gone; there is nothing to back up."
+                )
+            files = read_files(root)
+        if files.get("ca.pem", b"").decode("ascii", "replace") != material.public.get("ca_cert"):
+            raise EngineError("The engine's CA certificate is not the server's CA; not backed up.")
+        meta = {
+            "driver": self.name,
+            "family": spec.family,
+            "engine": spec.engine,
+            "engine_version": spec.engine_version,
+            "server_name": spec.name,
+            "server_id": spec.server_id,
+        }
+        return archive.pack(meta, material, files)
+
+    def restore(self, spec: ServerSpec, artifact: bytes) -> EngineMaterial:
+        """Verify the artifact completely, then swap the state directory for its files."""
+        self._check_family(spec)
+        backup = archive.unpack(artifact)
+        family = backup.manifest.get("family")
+        if family != spec.family:
+            raise EngineError(
+                f"The backup is of a {str(family)[:32]} server; {spec.name} is a {spec.family} "
+                "server."
+            )
+        files = dict(backup.files)
+        try:
+            engine = json.loads(files["engine.json"])
+            ca_pem = files["ca.pem"].decode("ascii")
+        except (KeyError, ValueError):
+            raise EngineError(
+                "The backup artifact is unusable: it lacks the engine files."
+            ) from None
+        if not isinstance(engine, dict) or engine.get("family") != spec.family:
+            raise EngineError("The backup artifact is unusable: engine.json does not match.")
+        if ca_pem != backup.material.public["ca_cert"]:
+            raise EngineError("The backup artifact is unusable: ca.pem is not its CA.")
+        material = current_server_cert(spec, backup.material)
+        engine.update(driver=self.name, name=spec.name, endpoint=spec.endpoint)
+        files["engine.json"] = _dump(engine).encode()
+        files["server.pem"] = material.public["server_cert"].encode()
+        root = self.server_dir(spec)
+        with locked(root):
+            replace_dir(root, files, dirs=(embedded_nodes.NODES_DIR,))
+        return material
+
+    # --------------------------------------------------------------- maintenance
+
+    def maintain(
+        self, spec: ServerSpec, material: EngineMaterial, *, major_upgrade: bool
+    ) -> Maintained:
+        """Restart the engine from its material: rewrite its files, renew a server certificate
+        that expires within 30 days and re-sign the CRL. A major upgrade takes Chef 12 to 2."""
+        self._check_family(spec)
+        if major_upgrade and not (spec.family == "Chef" and spec.engine_version.startswith("12")):
+            raise InvalidEngineAttribute("CHEF_MAJOR_UPGRADE applies only to Chef 12 servers")
+        root = self.server_dir(spec)
+        with locked(root):
+            if not root.is_dir():
+                raise EngineError(
+                    "The engine's state directory is gone; restore the server from a backup."
+                )
+            renewed = current_server_cert(spec, material)
+            version = CHEF_UPGRADE_VERSION if major_upgrade else None
+            self._write_engine(root, spec, renewed, version or spec.engine_version)
+            if spec.family == "Puppet":
+                embedded_nodes.write_crl(root, renewed)
+        return Maintained(material=renewed, engine_version=version)
+
+    # --------------------------------------------------------- engine attributes
+
+    def update_attribute(
+        self, spec: ServerSpec, material: EngineMaterial, name: str, value: str | None
+    ) -> Prepared:
+        """A new pivotal key (Chef) or admin password (Puppet), as a new material; a generated
+        one is returned once (with a new Chef starter kit). `material` is not changed."""
+        self._check_family(spec)
+        return update_credential(spec, material, name, value)
+
+    def userdata(self, spec: ServerSpec, material: EngineMaterial, inputs: dict[str, str]) -> str:
+        """The node bootstrap script for ExportServerEngineAttribute Userdata (not base64)."""
+        self._check_family(spec)
+        if not material.public.get("ca_cert"):
+            raise EngineError("the server's engine material lacks ca_cert")
+        return render_userdata_for_inputs(
+            spec, ca_cert_pem=material.public["ca_cert"], inputs=inputs
+        )
 
     def _check_family(self, spec: ServerSpec) -> None:
         if spec.family != self._family:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from cryptography import x509
 from cryptography.exceptions import InvalidKey, InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -236,14 +236,13 @@ def issue_certificate(
     return _cert_pem(cert), private_key_pem(key)
 
 
-def sign_csr(ca_cert_pem: str, ca_key_pem: str, csr_pem: str, *, expected_cn: str) -> str:
-    """Sign a node's CSR after checking its signature and that its CN is `expected_cn`.
+def load_csr(csr_pem: str, *, expected_cn: str) -> x509.CertificateSigningRequest:
+    """Parse a node's CSR and check its signature, its key and that its CN is `expected_cn`.
 
-    Only the subject and the public key are taken from the CSR; extensions it requests are
-    ignored. Raises ValueError with a message fit for the caller.
+    Raises ValueError with a message fit for the caller (it never repeats the CSR).
     """
     try:
-        csr = x509.load_pem_x509_csr(csr_pem.encode("ascii", "replace"))
+        csr = x509.load_pem_x509_csr(csr_pem.strip().encode("ascii", "replace"))
     except ValueError:
         raise ValueError("the certificate signing request is not a PEM CSR") from None
     try:
@@ -263,6 +262,22 @@ def sign_csr(ca_cert_pem: str, ca_key_pem: str, csr_pem: str, *, expected_cn: st
     public_key = _rsa_public_key(csr.public_key(), "the certificate signing request")
     if public_key.key_size < 2048:
         raise ValueError("the certificate signing request key must be at least 2048 bits")
+    return csr
+
+
+def csr_to_pem(csr: x509.CertificateSigningRequest) -> str:
+    """The CSR as PEM ("BEGIN CERTIFICATE REQUEST")."""
+    return csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def sign_csr(ca_cert_pem: str, ca_key_pem: str, csr_pem: str, *, expected_cn: str) -> str:
+    """Sign a node's CSR after checking it with `load_csr`.
+
+    Only the subject and the public key are taken from the CSR; extensions it requests are
+    ignored. Raises ValueError with a message fit for the caller.
+    """
+    csr = load_csr(csr_pem, expected_cn=expected_cn)
+    public_key = _rsa_public_key(csr.public_key(), "the certificate signing request")
     ca_cert = _load_cert(ca_cert_pem)
     ca_key = _load_private_key(ca_key_pem)
     cert = _sign_leaf(
@@ -274,6 +289,48 @@ def sign_csr(ca_cert_pem: str, ca_key_pem: str, csr_pem: str, *, expected_cn: st
         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
     )
     return _cert_pem(cert)
+
+
+def certificate_serial(cert_pem: str) -> int:
+    """The serial number of a PEM certificate (ValueError if it is not one)."""
+    return _load_cert(cert_pem).serial_number
+
+
+def certificate_not_after(cert_pem: str) -> dt.datetime:
+    """When a PEM certificate expires (UTC)."""
+    return _load_cert(cert_pem).not_valid_after_utc
+
+
+def certificate_names(cert_pem: str) -> list[str]:
+    """The DNS names and IP addresses of a certificate's subjectAltName."""
+    cert = _load_cert(cert_pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    return list(san.get_values_for_type(x509.DNSName)) + ips
+
+
+def certificate_matches_csr(cert_pem: str, csr: x509.CertificateSigningRequest) -> bool:
+    """True when the certificate certifies the CSR's public key."""
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    try:
+        cert_key = _load_cert(cert_pem).public_key().public_bytes(der, spki)
+    except ValueError:
+        return False
+    return cert_key == csr.public_key().public_bytes(der, spki)
+
+
+def verify_signature(public_key_pem: str, data: bytes, signature: bytes) -> bool:
+    """True when `signature` is an RSA PKCS#1 v1.5 SHA-256 signature of `data` by the key."""
+    try:
+        key = load_public_key(public_key_pem)
+        key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+    except (ValueError, InvalidSignature):
+        return False
+    return True
 
 
 def verify_chain(cert_pem: str, ca_cert_pem: str, *, at: dt.datetime | None = None) -> bool:

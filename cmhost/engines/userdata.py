@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 
-from cmhost.engines.base import ServerSpec
+from cmhost.engines.base import EngineFamily, InvalidEngineAttribute, ServerSpec
 
 _ORGANIZATION = re.compile(r"[a-z0-9_-]{1,255}")
 _CLIENT_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
@@ -253,3 +254,67 @@ def render_userdata(
     fills = {"@SERVER@": shlex.quote(spec.name), "@AWS@": _aws_flags(spec)}
     body = _PLACEHOLDER.sub(lambda m: fills[m.group(0)], body)
     return header + _PRELUDE + body
+
+
+USERDATA_INPUTS = ("RunList", "OrganizationName", "NodeEnvironment", "NodeClientVersion")
+_ENVIRONMENT = re.compile(r"[A-Za-z0-9_-]{1,255}")
+_RUN_LIST_MAX = 4096
+
+
+def check_userdata_inputs(family: EngineFamily, inputs: Mapping[str, str]) -> dict[str, str]:
+    """Check ExportServerEngineAttribute InputAttributes for Userdata; return the non-empty ones.
+
+    Names other than RunList, OrganizationName, NodeEnvironment and NodeClientVersion are
+    refused. Puppet ignores the values, as the original service did; Chef checks them: the
+    organization can only be `default` (the one a server has), an environment is a Chef
+    environment name, a client version is numbers separated by dots.
+    """
+    unknown = sorted(set(inputs) - set(USERDATA_INPUTS))
+    if unknown:
+        raise InvalidEngineAttribute(
+            f"Input attribute {unknown[0][:64]!r} is not accepted for Userdata; "
+            f"accepted: {', '.join(USERDATA_INPUTS)}"
+        )
+    given = {name: value for name, value in inputs.items() if value}
+    if family != "Chef":
+        return given
+    run_list = given.get("RunList", "")
+    if len(run_list) > _RUN_LIST_MAX or any(not c.isprintable() for c in run_list):
+        raise InvalidEngineAttribute(
+            f"RunList must be at most {_RUN_LIST_MAX} printable characters, "
+            "e.g. recipe[nginx],role[web]"
+        )
+    organization = given.get("OrganizationName", "default")
+    if organization != "default":
+        raise InvalidEngineAttribute(
+            "OrganizationName must be 'default': a server has one organization, 'default'"
+        )
+    environment = given.get("NodeEnvironment")
+    if environment is not None and not _ENVIRONMENT.fullmatch(environment):
+        raise InvalidEngineAttribute(
+            "NodeEnvironment must be a Chef environment name: letters, digits, '_' and '-'"
+        )
+    version = given.get("NodeClientVersion")
+    if version is not None and not _CLIENT_VERSION.fullmatch(version):
+        raise InvalidEngineAttribute(
+            "NodeClientVersion must be numbers separated by dots, e.g. 18.5.0"
+        )
+    return given
+
+
+def render_userdata_for_inputs(
+    spec: ServerSpec, *, ca_cert_pem: str, inputs: Mapping[str, str]
+) -> str:
+    """`render_userdata` driven by checked ExportServerEngineAttribute InputAttributes."""
+    given = check_userdata_inputs(spec.family, inputs)
+    try:
+        return render_userdata(
+            spec,
+            ca_cert_pem=ca_cert_pem,
+            run_list=given.get("RunList"),
+            organization=given.get("OrganizationName", "default"),
+            environment=given.get("NodeEnvironment"),
+            client_version=given.get("NodeClientVersion"),
+        )
+    except ValueError as exc:
+        raise InvalidEngineAttribute(str(exc)) from None

@@ -41,6 +41,7 @@ class Server:
     custom_domain: str | None
     engine_attributes: list[tuple[str, str]]
     created_at: float
+    revision: int = 0
 
     @classmethod
     def from_row(cls, row: Row) -> Server:
@@ -60,7 +61,7 @@ class Server:
             security_group_ids=row["security_group_ids"], subnet_ids=row["subnet_ids"],
             custom_domain=row["custom_domain"],
             engine_attributes=[(a[0], a[1]) for a in row["engine_attributes"] or []],
-            created_at=row["created_at"],
+            created_at=row["created_at"], revision=row.get("revision") or 0,
         )
 
 

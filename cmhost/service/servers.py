@@ -210,31 +210,46 @@ def _check_can_create(rt: Runtime, conn: Connection, caller: Caller, req: Create
                 f"it cannot create a {req.engine} server.")
 
 
-def describe_servers(rt: Runtime, pager: Pager, caller: Caller, *, server_name: str | None,
+@dataclass(frozen=True)
+class ServerRef:
+    """Which server, at which revision: enough to serve it from a cache."""
+
+    id: str
+    revision: int
+
+
+def list_server_refs(rt: Runtime, pager: Pager, caller: Caller, *, server_name: str | None,
                      max_results: int | None, next_token: str | None
-                     ) -> tuple[list[Server], str | None]:
+                     ) -> tuple[list[ServerRef], str | None]:
+    """DescribeServers as references: the page's servers in order, and the next token."""
     scope = f"DescribeServers|{caller.account}|{caller.region}|{server_name or ''}"
     if server_name is not None:
         if next_token is not None:
             pager.decode(next_token, scope)  # no second page exists for one name
-        with rt.db.read() as conn:
-            row = repo.get_server(conn, caller.account, caller.region, server_name)
-        if row is None:
+        rows = rt.db.fetch(repo.SERVER_REVISION_BY_NAME, {
+            "account": caller.account, "region": caller.region, "name": server_name})
+        if not rows:
             raise server_not_found(server_name)
-        return [Server.from_row(row)], None
+        return [ServerRef(rows[0][0], rows[0][1])], None
     limit = page_size(max_results)
-    after = None
+    after = ""  # every name is longer than ""
     if next_token is not None:
         cursor = pager.decode(next_token, scope)
-        after = str(cursor[0]) if cursor else None
-    with rt.db.read() as conn:
-        rows = repo.list_servers(conn, caller.account, caller.region, after_name=after,
-                                 limit=limit + 1)
+        after = str(cursor[0]) if cursor else ""
+    rows = rt.db.fetch(repo.SERVER_REVISIONS, {"account": caller.account,
+                                                "region": caller.region, "after": after,
+                                                "limit": limit + 1})
     token = None
     if len(rows) > limit:
         rows = rows[:limit]
-        token = pager.encode(scope, [rows[-1]["name"]])
-    return [Server.from_row(r) for r in rows], token
+        token = pager.encode(scope, [rows[-1][2]])
+    return [ServerRef(r[0], r[1]) for r in rows], token
+
+
+def servers_by_ids(rt: Runtime, ids: list[str]) -> dict[str, Server]:
+    with rt.db.read() as conn:
+        rows = repo.get_servers_by_ids(conn, ids)
+    return {row["id"]: Server.from_row(row) for row in rows}
 
 
 def update_server(rt: Runtime, caller: Caller, *, server_name: str,

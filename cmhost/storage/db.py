@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, Select, create_engine, event, inspect
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.pool import NullPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -42,6 +44,9 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._compiled: dict[int, SQLCompiler] = {}
+        self._local = threading.local()
+        self._statements: list[Select[Any]] = []
         if self.is_sqlite:
             if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -60,6 +65,44 @@ class Database:
     def read(self) -> Iterator[Connection]:
         with self._reader.begin() as conn:
             yield conn
+
+    def fetch(self, statement: Select[Any], params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Run one read statement on a raw driver connection, without SQLAlchemy's result
+        machinery or an explicit transaction: the hot read path. Its columns must be plain
+        (no JSON or other processed types). Statements are compiled once per object."""
+        compiled = self._compiled.get(id(statement))
+        if compiled is None:
+            compiled = statement.compile(dialect=self._reader.dialect)
+            assert isinstance(compiled, SQLCompiler)
+            self._compiled[id(statement)] = compiled
+            self._statements.append(statement)  # keeps id() stable
+        bound = compiled.construct_params(params) or {}
+        args: Any = ([bound[name] for name in compiled.positiontup]
+                     if compiled.positiontup is not None else bound)
+        if self.is_sqlite:
+            # One autocommit connection per thread, kept: a pool round trip would cost more
+            # than the query. Each statement is its own (WAL snapshot) read transaction.
+            raw = getattr(self._local, "raw", None)
+            if raw is None:
+                raw = self._local.raw = self._reader.raw_connection()
+            cursor = raw.cursor()
+            try:
+                cursor.execute(str(compiled), args)
+                return cursor.fetchall()
+            finally:
+                cursor.close()
+        pooled = self._reader.raw_connection()
+        try:
+            cursor = pooled.cursor()
+            try:
+                cursor.execute(str(compiled), args)
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+            pooled.rollback()  # end the driver's implicit transaction before pooling
+        finally:
+            pooled.close()
+        return [tuple(r) for r in rows]
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""

@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from cmhost.storage.tables import (
@@ -124,6 +135,22 @@ def list_servers(conn: Connection, account: str, region: str, *, after_name: str
     return conn.execute(query.order_by(servers.c.name).limit(limit)).mappings().all()
 
 
+# The hot path of DescribeServers: ids and revisions only (rows come from a cache).
+SERVER_REVISIONS = (
+    select(servers.c.id, servers.c.revision, servers.c.name)
+    .where(servers.c.account == bindparam("account"), servers.c.region == bindparam("region"),
+           servers.c.name > bindparam("after"))
+    .order_by(servers.c.name).limit(bindparam("limit"))
+)
+SERVER_REVISION_BY_NAME = select(servers.c.id, servers.c.revision, servers.c.name).where(
+    servers.c.account == bindparam("account"), servers.c.region == bindparam("region"),
+    servers.c.name == bindparam("name"))
+
+
+def get_servers_by_ids(conn: Connection, ids: Sequence[str]) -> Sequence[RowMapping]:
+    return conn.execute(select(servers).where(servers.c.id.in_(list(ids)))).mappings().all()
+
+
 def count_servers(conn: Connection, account: str, region: str) -> int:
     return conn.execute(
         select(func.count()).select_from(servers).where(
@@ -132,7 +159,8 @@ def count_servers(conn: Connection, account: str, region: str) -> int:
 
 
 def update_server(conn: Connection, server_id: str, **values: Any) -> None:
-    conn.execute(update(servers).where(servers.c.id == server_id).values(**values))
+    conn.execute(update(servers).where(servers.c.id == server_id)
+                 .values(revision=servers.c.revision + 1, **values))
 
 
 def transition_server(conn: Connection, server_id: str, allowed: Iterable[str], **values: Any
@@ -141,7 +169,7 @@ def transition_server(conn: Connection, server_id: str, allowed: Iterable[str], 
     result = conn.execute(
         update(servers)
         .where(servers.c.id == server_id, servers.c.status.in_(list(allowed)))
-        .values(**values)
+        .values(revision=servers.c.revision + 1, **values)
     )
     return result.rowcount == 1
 

@@ -82,6 +82,8 @@ servers = Table(
     Column("engine_attributes", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # Bumped by every write of the row (storage/repo.py): readers cache by (id, revision).
+    Column("revision", Integer, nullable=False, server_default="0"),
     UniqueConstraint("account", "region", "name", name="uq_servers_account_region_name"),
 )
 

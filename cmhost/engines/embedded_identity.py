@@ -1,0 +1,183 @@
+"""The embedded engine's identity: its CA, server certificate, credentials and starter kits.
+
+Everything here works on EngineMaterial in memory and writes nothing to disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+
+from cmhost.engines import pki
+from cmhost.engines.attributes import (
+    CHEF_DELIVERY_ADMIN_PASSWORD,
+    CHEF_PIVOTAL_KEY,
+    PUPPET_ADMIN_PASSWORD,
+    PUPPET_R10K_PRIVATE_KEY,
+    PUPPET_R10K_REMOTE,
+    check_update_attribute,
+    generate_chef_password,
+    generate_puppet_password,
+)
+from cmhost.engines.base import EngineMaterial, Prepared, ServerSpec
+from cmhost.engines.starter_kits import chef_starter_kit, puppet_starter_kit
+from cmhost.engines.userdata import render_userdata
+
+# The common name of the client certificate a Puppet starter kit carries.
+PUPPET_KIT_CLIENT = "admin"
+# Maintenance and a restore re-issue a server certificate this close to its end.
+RENEW_BEFORE = dt.timedelta(days=30)
+
+
+def _endpoint_host(endpoint: str) -> str:
+    if endpoint.startswith("["):
+        return endpoint[1:].split("]", 1)[0]
+    return endpoint.rsplit(":", 1)[0] if endpoint.count(":") == 1 else endpoint
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def copy_material(material: EngineMaterial) -> EngineMaterial:
+    """A copy whose dictionaries can be changed without touching the original."""
+    return EngineMaterial(public=dict(material.public), secrets=dict(material.secrets))
+
+
+def server_names(spec: ServerSpec) -> list[str]:
+    """The names the server certificate must carry: the endpoint host, the custom domain."""
+    host = _endpoint_host(spec.endpoint)
+    return [host] + ([spec.custom_domain] if spec.custom_domain else [])
+
+
+def chef_kit(spec: ServerSpec, material: EngineMaterial, private_pem: str | None) -> str:
+    """The Chef starter kit, base64, with the pivotal private key when one is given."""
+    ca_cert = material.public["ca_cert"]
+    kit = chef_starter_kit(
+        spec,
+        ca_cert_pem=ca_cert,
+        pivotal_private_key_pem=private_pem,
+        userdata=render_userdata(spec, ca_cert_pem=ca_cert),
+    )
+    return _b64(kit)
+
+
+def current_server_cert(spec: ServerSpec, material: EngineMaterial) -> EngineMaterial:
+    """The material, or a copy with a new server certificate and key when the present one will
+    not do for long: it expires within RENEW_BEFORE, does not chain to the CA, or does not name
+    the server's endpoint and custom domain."""
+    cert, ca_cert = material.public["server_cert"], material.public["ca_cert"]
+    names = server_names(spec)
+    at = dt.datetime.now(dt.UTC) + RENEW_BEFORE
+    try:
+        good = pki.verify_chain(cert, ca_cert, at=at) and set(names) <= set(
+            pki.certificate_names(cert)
+        )
+    except ValueError:
+        good = False
+    if good:
+        return material
+    new_cert, new_key = pki.issue_certificate(ca_cert, material.secrets["ca_key"], names[0], names)
+    renewed = copy_material(material)
+    renewed.public["server_cert"] = new_cert
+    renewed.secrets["server_key"] = new_key
+    return renewed
+
+
+def prepare_identity(spec: ServerSpec, attributes: dict[str, str]) -> Prepared:
+    """A new CA, server certificate and credentials; the starter kit (see EngineDriver.prepare)."""
+    ca_cert, ca_key = pki.generate_ca(f"{spec.name} CA")
+    names = server_names(spec)
+    server_cert, server_key = pki.issue_certificate(ca_cert, ca_key, names[0], names)
+    material = EngineMaterial(
+        public={"ca_cert": ca_cert, "server_cert": server_cert},
+        secrets={"ca_key": ca_key, "server_key": server_key},
+    )
+    if spec.family == "Chef":
+        one_time = _prepare_chef(spec, attributes, material)
+    else:
+        one_time = _prepare_puppet(spec, attributes, material)
+    return Prepared(material=material, one_time_attributes=one_time)
+
+
+def _prepare_chef(
+    spec: ServerSpec, attributes: dict[str, str], material: EngineMaterial
+) -> list[tuple[str, str]]:
+    automate = spec.engine == "ChefAutomate"
+    one_time: list[tuple[str, str]] = []
+    given_key = attributes.get(CHEF_PIVOTAL_KEY)
+    private_pem: str | None = None
+    if given_key:
+        material.public["pivotal_public_key"] = pki.public_key_pem(pki.load_public_key(given_key))
+    else:
+        key = pki.generate_rsa_key()
+        material.public["pivotal_public_key"] = pki.public_key_pem(key)
+        private_pem = pki.private_key_pem(key)
+        name = "CHEF_AUTOMATE_PIVOTAL_KEY" if automate else CHEF_PIVOTAL_KEY
+        one_time.append((name, private_pem))
+    password = attributes.get(CHEF_DELIVERY_ADMIN_PASSWORD)
+    if not password:
+        password = generate_chef_password()
+        name = "CHEF_AUTOMATE_ADMIN_PASSWORD" if automate else CHEF_DELIVERY_ADMIN_PASSWORD
+        one_time.append((name, password))
+    material.public["admin_password_hash"] = pki.hash_password(password)
+    one_time.append(("CHEF_STARTER_KIT", chef_kit(spec, material, private_pem)))
+    return one_time
+
+
+def _prepare_puppet(
+    spec: ServerSpec, attributes: dict[str, str], material: EngineMaterial
+) -> list[tuple[str, str]]:
+    password = attributes.get(PUPPET_ADMIN_PASSWORD) or generate_puppet_password()
+    material.public["admin_password_hash"] = pki.hash_password(password)
+    if attributes.get(PUPPET_R10K_REMOTE):
+        material.public["r10k_remote"] = attributes[PUPPET_R10K_REMOTE]
+    if attributes.get(PUPPET_R10K_PRIVATE_KEY):
+        material.secrets["r10k_private_key"] = attributes[PUPPET_R10K_PRIVATE_KEY]
+    ca_cert = material.public["ca_cert"]
+    # The kit's client key is handed out once and kept nowhere.
+    client_cert, client_key = pki.issue_certificate(
+        ca_cert, material.secrets["ca_key"], PUPPET_KIT_CLIENT, [], server=False
+    )
+    kit = puppet_starter_kit(
+        spec,
+        ca_cert_pem=ca_cert,
+        client_cert_pem=client_cert,
+        client_key_pem=client_key,
+        userdata=render_userdata(spec, ca_cert_pem=ca_cert),
+    )
+    return [(PUPPET_ADMIN_PASSWORD, password), ("PUPPET_STARTER_KIT", _b64(kit))]
+
+
+def update_credential(
+    spec: ServerSpec, material: EngineMaterial, name: str, value: str | None
+) -> Prepared:
+    """UpdateServerEngineAttributes: a new pivotal key (Chef) or admin password (Puppet).
+
+    Returns a new material; `material` itself is never changed.
+
+    Given a value, it is stored (as a public key or a password hash) and nothing is
+    returned; without one, a new credential is made and returned once (with a new starter
+    kit for Chef).
+    """
+    canonical, checked = check_update_attribute(spec.engine, name, value)
+    new = copy_material(material)
+    one_time: list[tuple[str, str]] = []
+    if canonical == CHEF_PIVOTAL_KEY:
+        if checked:
+            new.public["pivotal_public_key"] = checked
+        else:
+            key = pki.generate_rsa_key()
+            new.public["pivotal_public_key"] = pki.public_key_pem(key)
+            private_pem = pki.private_key_pem(key)
+            automate = spec.engine == "ChefAutomate"
+            one_time.append(
+                ("CHEF_AUTOMATE_PIVOTAL_KEY" if automate else CHEF_PIVOTAL_KEY, private_pem)
+            )
+            one_time.append(("CHEF_STARTER_KIT", chef_kit(spec, new, private_pem)))
+    else:
+        password = checked or generate_puppet_password()
+        new.public["admin_password_hash"] = pki.hash_password(password)
+        if not checked:
+            one_time.append((PUPPET_ADMIN_PASSWORD, password))
+    return Prepared(material=new, one_time_attributes=one_time)
