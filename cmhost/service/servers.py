@@ -82,6 +82,14 @@ def check_retention(value: int | None) -> None:
         raise violations([constraint(value, "backupRetentionCount", rule)])
 
 
+def check_maintenance_window(value: str | None) -> None:
+    """Maintenance is weekly and starts on the hour: `DDD:HH:00` (as the SDK documents)."""
+    if value is not None and (value.count(":") != 2 or not value.endswith(":00")):
+        raise violations([constraint(value, "preferredMaintenanceWindow",
+                                     "Member must be a weekly start time on the hour, "
+                                     "DDD:HH:00")])
+
+
 def server_not_found(name: str) -> ResourceNotFoundException:
     return events.server_not_found(name)
 
@@ -100,7 +108,9 @@ def create_server(rt: Runtime, caller: Caller, req: CreateServerInput
     """
     choice = choose_engine(req.engine, req.engine_model, req.engine_version)
     check_retention(req.backup_retention_count)
-    check_custom_domain(req.custom_domain, req.custom_certificate, req.custom_private_key)
+    check_maintenance_window(req.preferred_maintenance_window)
+    check_custom_domain(req.custom_domain, req.custom_certificate, req.custom_private_key,
+                        now=rt.clock.now())
     tags = tags_to_dict(req.tags)
     try:
         attributes = validate_create_attributes(choice.engine, req.engine_attributes)
@@ -257,6 +267,7 @@ def update_server(rt: Runtime, caller: Caller, *, server_name: str,
                   preferred_backup_window: str | None, preferred_maintenance_window: str | None
                   ) -> Server:
     check_retention(backup_retention_count)
+    check_maintenance_window(preferred_maintenance_window)
     values: dict[str, object] = {}
     if disable_automated_backup is not None:
         values["disable_automated_backup"] = disable_automated_backup

@@ -29,9 +29,13 @@ def check_tag_keys(keys: Sequence[str]) -> None:
 
 
 def tags_to_dict(tags: Sequence[tuple[str, str]]) -> dict[str, str]:
-    check_tag_keys([k for k, _ in tags])
+    """Tags as a dict; leading and trailing white space is trimmed (as the SDK documents)."""
+    trimmed = [(key.strip(), value.strip()) for key, value in tags]
+    check_tag_keys([k for k, _ in trimmed])
     result: dict[str, str] = {}
-    for key, value in tags:
+    for key, value in trimmed:
+        if not key:
+            raise ValidationException("A tag key must not be empty or only white space.")
         if key in result:
             raise ValidationException(f"Tag key '{key}' is given more than once.")
         result[key] = value
@@ -84,7 +88,7 @@ def untag_resource(db: Database, caller: Caller, arn: str, keys: Sequence[str]) 
     with db.write() as conn:
         row = _resource(conn, caller, arn)
         _check_taggable(row, "UntagResource")
-        repo.delete_tags(conn, arn, keys)
+        repo.delete_tags(conn, arn, [key.strip() for key in keys])
 
 
 def list_tags(db: Database, pager: Pager, caller: Caller, arn: str, *,
