@@ -168,20 +168,21 @@ class CmhostApp:
         """Move the virtual clock forward, running each job at its own due time on the way."""
         clock = self.clock
         assert isinstance(clock, VirtualClock)
-        target = clock.now() + seconds
-        while True:
-            due = self.worker.next_due()
-            if due is None or due > target:
-                break
-            clock.advance_to(due)
+        with self.worker.exclusive():
+            target = clock.now() + seconds
+            while True:
+                due = self.worker.next_due()
+                if due is None or due > target:
+                    break
+                clock.advance_to(due)
+                self._save_offset(clock)
+                fired = self.worker.tick()
+                if self.worker.run_due() == 0 and fired == 0 and due <= clock.now():
+                    break  # due, but leased by a worker in another process: it runs there
+            clock.advance_to(target)
             self._save_offset(clock)
-            fired = self.worker.tick()
-            if self.worker.run_due() == 0 and fired == 0 and due <= clock.now():
-                break  # due but held by another worker: it will run there
-        clock.advance_to(target)
-        self._save_offset(clock)
-        self.worker.tick()
-        self.worker.run_due()
+            self.worker.tick()
+            self.worker.run_due()
         self.worker.wake()
 
     def _save_offset(self, clock: VirtualClock) -> None:

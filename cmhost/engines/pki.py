@@ -6,6 +6,7 @@ import base64
 import binascii
 import datetime as dt
 import ipaddress
+import re
 import secrets
 import string
 from collections.abc import Iterable, Sequence
@@ -108,8 +109,22 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]{1,253}")
+# RFC 5280's upper bound for a common name; `cryptography` refuses to write a longer one.
+MAX_COMMON_NAME = 64
+
+
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:MAX_COMMON_NAME])])
+
+
+def _leaf_subject(common_name: str) -> x509.Name:
+    """A CN subject, or an empty one for a name too long to be a CN (a long endpoint host):
+    the subjectAltName, made critical in that case, then names the holder (RFC 5280 4.2.1.6).
+    """
+    if len(common_name) > MAX_COMMON_NAME:
+        return x509.Name([])
+    return _name(common_name)
 
 
 def _cert_pem(cert: x509.Certificate) -> str:
@@ -211,7 +226,10 @@ def _sign_leaf(
     )
     entries = _san_entries(san)
     if entries:
-        builder = builder.add_extension(x509.SubjectAlternativeName(entries), critical=False)
+        critical = len(subject) == 0
+        builder = builder.add_extension(x509.SubjectAlternativeName(entries), critical=critical)
+    elif len(subject) == 0:
+        raise ValueError("a certificate needs a common name or a subjectAltName")
     return builder.sign(ca_key, hashes.SHA256())
 
 
@@ -232,7 +250,8 @@ def issue_certificate(
     ca_key = _load_private_key(ca_key_pem)
     key = generate_rsa_key()
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-    cert = _sign_leaf(ca_cert, ca_key, _name(common_name), key.public_key(), dns_names, [usage])
+    subject = _leaf_subject(common_name)
+    cert = _sign_leaf(ca_cert, ca_key, subject, key.public_key(), dns_names, [usage])
     return _cert_pem(cert), private_key_pem(key)
 
 
@@ -280,12 +299,16 @@ def sign_csr(ca_cert_pem: str, ca_key_pem: str, csr_pem: str, *, expected_cn: st
     public_key = _rsa_public_key(csr.public_key(), "the certificate signing request")
     ca_cert = _load_cert(ca_cert_pem)
     ca_key = _load_private_key(ca_key_pem)
+    # The CSR's own CN attribute, as it was encoded (a rebuilt one could be refused as long).
+    subject = x509.Name(csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[:1])
+    # A node name that is a host name is also a subjectAltName; others (Unicode, ':') are not.
+    san = [expected_cn] if _HOST_NAME.fullmatch(expected_cn) else []
     cert = _sign_leaf(
         ca_cert,
         ca_key,
-        _name(expected_cn),
+        subject,
         public_key,
-        [expected_cn],
+        san,
         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
     )
     return _cert_pem(cert)

@@ -95,13 +95,7 @@ def _check_relative(relative: str) -> PurePosixPath:
     return path
 
 
-def replace_dir(
-    root: Path,
-    files: Mapping[str, bytes],
-    *,
-    dirs: tuple[str, ...] = (),
-    modes: Mapping[str, int] | None = None,
-) -> None:
+def replace_dir(root: Path, files: Mapping[str, bytes], *, dirs: tuple[str, ...] = ()) -> None:
     """Make `root` hold exactly `files` (relative POSIX path -> bytes) and the empty `dirs`.
 
     The new directory is built and synced beside `root`, then swapped in with two renames:
@@ -119,7 +113,7 @@ def replace_dir(
         for relative, data in files.items():
             target = staging / _check_relative(relative)
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, data, mode=(modes or {}).get(relative, 0o644))
+            write_atomic(target, data)
         for directory in sorted({p.parent for p in staging.rglob("*")} | {staging}):
             _fsync_dir(directory)
         old: Path | None = None

@@ -185,9 +185,9 @@ class MaintenanceJob(_BackupTaker):
         if job.step == "start":
             if backup_id is None:  # first the backup row, remembered in the payload
                 def insert(conn: Connection) -> None:
+                    # An automated backup: its Description stays empty, as the spec says.
                     new = backups.insert_backup(self.rt, conn, row,
-                                                backup_type=backups.AUTOMATED, now=now,
-                                                description="Taken before maintenance")
+                                                backup_type=backups.AUTOMATED, now=now)
                     repo.update_job_payload(conn, job.id, {**job.payload, "backup_id": new["id"]})
                 return goto("start", effects=insert)
             taken = self.backup_row(str(backup_id))

@@ -60,9 +60,17 @@ class Server:
             preferred_maintenance_window=row["preferred_maintenance_window"],
             security_group_ids=row["security_group_ids"], subnet_ids=row["subnet_ids"],
             custom_domain=row["custom_domain"],
-            engine_attributes=[(a[0], a[1]) for a in row["engine_attributes"] or []],
+            engine_attributes=[(a[0], a[1]) for a in row["engine_attributes"] or []]
+            + _upgrade_flag(row),
             created_at=row["created_at"], revision=row.get("revision") or 0,
         )
+
+
+def _upgrade_flag(row: Row) -> list[tuple[str, str]]:
+    """Chef 12 servers show CHEF_MAJOR_UPGRADE_AVAILABLE (StartMaintenance can upgrade them)."""
+    if row["engine"] == "Chef" and str(row["engine_version"]).startswith("12"):
+        return [("CHEF_MAJOR_UPGRADE_AVAILABLE", "true")]
+    return []
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,9 @@ def restore_server(rt: Runtime, caller: Caller, *, server_name: str, backup_id: 
                       message=f"Restore from backup {backup_id} started.")
         rt.enqueuer.enqueue(conn, kind="restore", server_id=server["id"], now=now, payload={
             "backup_id": backup_id, "return_status": server["status"],
-            "instance_type": instance_type, "key_pair": key_pair})
+            # As the spec says: without InstanceType, the backup's instance type is used.
+            "instance_type": instance_type or backup["settings"].get("InstanceType"),
+            "key_pair": key_pair})
         row = repo.get_server_by_id(conn, server["id"])
         assert row is not None
     rt.wake_worker()

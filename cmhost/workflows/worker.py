@@ -8,7 +8,8 @@ import socket
 import threading
 import traceback
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Protocol
 
 from cmhost.storage import repo
@@ -48,6 +49,9 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._run_lock = threading.Lock()
+        # Held by the background loop while it ticks and runs jobs, and by whoever drives the
+        # worker by hand (the virtual clock's advance), so the two never interleave.
+        self._exclusive = threading.Lock()
 
     # --- running ----------------------------------------------------------------------
 
@@ -143,6 +147,12 @@ class Worker:
     def wake(self) -> None:
         self._wake.set()
 
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Keep the background loop still while the caller ticks and runs jobs itself."""
+        with self._exclusive:
+            yield
+
     def tick(self) -> int:
         """Let every ticker fire what is due now."""
         now = self.clock.now()
@@ -176,8 +186,9 @@ class Worker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.tick()
-                self.run_due()
+                with self._exclusive:
+                    self.tick()
+                    self.run_due()
                 due = self.next_due()
             except Exception:  # keep the worker alive through database hiccups
                 log.exception("worker loop error")

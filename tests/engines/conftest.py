@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from cmhost.engines import pki
 from cmhost.engines.base import EngineFamily, ServerSpec
@@ -37,6 +39,16 @@ def spki(key: Any) -> bytes:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+
+
+def csr_for(key: rsa.RSAPrivateKey, cn: str) -> str:
+    """A PEM CSR for `cn` signed by `key`, as a Puppet agent makes one."""
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def make_spec(family: EngineFamily = "Chef", **overrides: str) -> ServerSpec:

@@ -118,6 +118,19 @@ def test_server_certificate_names_endpoint_and_custom_domain(chef_prepared: Prep
     assert spki(ca_key) == spki(ca)
 
 
+@pytest.mark.parametrize("family", ["Chef", "Puppet"])
+def test_the_longest_server_name_gets_a_working_identity(
+    tmp_path: Path, family: EngineFamily
+) -> None:
+    name = "a" + "B9-" * 13  # 40 characters, the API's limit
+    spec = make_spec(family, name=name, endpoint=f"{name.lower()}-abcdefghijklmnop.opsworks-cm.io")
+    driver = _driver(tmp_path, family)
+    prepared = driver.prepare(spec, {})
+    assert pki.certificate_names(prepared.material.public["server_cert"]) == [spec.endpoint]
+    driver.provision(spec, prepared.material)
+    assert driver.check_health(spec, prepared.material).status == "HEALTHY"
+
+
 def test_chef_automate_uses_automate_names(tmp_path: Path) -> None:
     spec = make_spec("Chef", engine="ChefAutomate", engine_version="2.0")
     prepared = _driver(tmp_path, "Chef").prepare(spec, {})

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cmhost.engines import pki
@@ -236,3 +236,49 @@ def test_random_password_honours_length_alphabet_and_classes() -> None:
         assert set(pw) & set("abc") and set(pw) & set("123")
     with pytest.raises(ValueError):
         pki.random_password(1, "ab", required=("a", "b"))
+
+
+def test_helpers_for_node_certificates_and_keys(
+    ca: tuple[str, str], rsa_key: rsa.RSAPrivateKey
+) -> None:
+    node_cert = pki.sign_csr(ca[0], ca[1], _csr(rsa_key, "node-1"), expected_cn="node-1")
+    other = pki.generate_rsa_key()
+    assert pki.certificate_matches_csr(node_cert, pki.load_csr(_csr(rsa_key, "n"), expected_cn="n"))
+    assert not pki.certificate_matches_csr(
+        node_cert, pki.load_csr(_csr(other, "n"), expected_cn="n")
+    )
+    assert pki.certificate_names(node_cert) == ["node-1"]
+    assert pki.certificate_names(ca[0]) == []
+    public = pki.public_key_pem(rsa_key)
+    signature = rsa_key.sign(b"data", padding.PKCS1v15(), hashes.SHA256())
+    assert pki.verify_signature(public, b"data", signature)
+    assert not pki.verify_signature(public, b"other", signature)
+    assert not pki.verify_signature(pki.public_key_pem(other), b"data", signature)
+    assert not pki.verify_signature("garbage", b"data", signature)
+
+
+def test_a_host_too_long_for_a_common_name_is_named_by_a_critical_san(
+    ca: tuple[str, str],
+) -> None:
+    host = "ab9-" * 10 + "abcdefghijklmnop.us-east-1.opsworks-cm.io"
+    assert len(host) > pki.MAX_COMMON_NAME
+    cert_pem, _ = pki.issue_certificate(ca[0], ca[1], host, [host])
+    cert = _cert(cert_pem)
+    assert len(cert.subject) == 0
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.critical and san.value.get_values_for_type(x509.DNSName) == [host]
+    assert pki.verify_chain(cert_pem, ca[0])
+    short_pem, _ = pki.issue_certificate(ca[0], ca[1], "short.example", ["short.example"])
+    short = _cert(short_pem)
+    assert short.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "short.example"
+    assert not short.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical
+
+
+@pytest.mark.parametrize("node", ["ノード-1", "host:8140"])
+def test_node_names_that_are_not_host_names_get_no_san(
+    ca: tuple[str, str], rsa_key: rsa.RSAPrivateKey, node: str
+) -> None:
+    cert = _cert(pki.sign_csr(ca[0], ca[1], _csr(rsa_key, node), expected_cn=node))
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == node
+    with pytest.raises(x509.ExtensionNotFound):
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
