@@ -18,6 +18,7 @@ from cmhost.config import Settings
 from cmhost.engines.base import DriverContext, EngineDriver, EngineFamily
 from cmhost.engines.embedded import EmbeddedDriver
 from cmhost.service.artifacts import sign_key
+from cmhost.service.health import HealthMonitor
 from cmhost.service.jobs import job_handlers
 from cmhost.service.keys import KeyDirectory
 from cmhost.service.runtime import Drivers, Runtime
@@ -60,16 +61,33 @@ def open_database(settings: Settings) -> tuple[Database, SecretBox]:
 
 
 def build_drivers(settings: Settings) -> Drivers:
-    ctx = DriverContext(data_dir=settings.data_dir)
-    chosen: dict[EngineFamily, EngineDriver] = {}
-    wanted: tuple[tuple[EngineFamily, str], ...] = (
-        ("Chef", settings.chef_driver), ("Puppet", settings.puppet_driver))
-    for family, name in wanted:
-        if name != "embedded":
-            raise ValueError(f"the {name!r} driver for {family} is not available in this "
-                             "version of cmhost (use 'embedded')")
-        chosen[family] = EmbeddedDriver(ctx, family)
-    return Drivers(by_family=chosen)
+    """The embedded driver for both engines, and the real ones configuration asks for.
+
+    Servers keep the driver they were created with, so the embedded drivers stay available
+    even when new servers go to a real engine.
+    """
+    low, high = settings.port_range
+    ctx = DriverContext(data_dir=settings.data_dir, engine_host=settings.engine_host,
+                        port_min=low, port_max=high, java_heap=settings.java_heap)
+    embedded: dict[EngineFamily, EngineDriver] = {
+        "Chef": EmbeddedDriver(ctx, "Chef"), "Puppet": EmbeddedDriver(ctx, "Puppet")}
+    chosen = dict(embedded)
+    if settings.puppet_driver == "puppetserver":
+        from cmhost.engines.puppetserver import PuppetServerDriver
+
+        chosen["Puppet"] = PuppetServerDriver(ctx)
+    elif settings.puppet_driver != "embedded":
+        raise ValueError(f"unknown Puppet driver {settings.puppet_driver!r}")
+    if settings.chef_driver == "goiardi":
+        from cmhost.engines.goiardi import GoiardiDriver
+
+        chosen["Chef"] = GoiardiDriver(ctx)
+    elif settings.chef_driver != "embedded":
+        raise ValueError(f"unknown Chef driver {settings.chef_driver!r}")
+    drivers = Drivers(by_family=chosen)
+    for family, driver in embedded.items():
+        drivers.by_name.setdefault((family, driver.name), driver)
+    return drivers
 
 
 class CmhostApp:
@@ -87,7 +105,8 @@ class CmhostApp:
                                enqueuer=self.enqueuer,
                                blobs=open_blob_store(settings.blob_url, settings.data_dir))
         self.worker = Worker(self.db, self.clock, job_handlers(self.runtime),
-                             tickers=[Scheduler(self.runtime)])
+                             tickers=[Scheduler(self.runtime),
+                                      HealthMonitor(self.runtime, settings.health_interval)])
         self.runtime.wake_worker = self.worker.wake
         self.keys = KeyDirectory(self.db, self.box, allow_dev_key=settings.loopback)
         # Few threads: handlers hold the GIL most of the time, and more threads only contend.
@@ -114,6 +133,8 @@ class CmhostApp:
 
     def stop(self) -> None:
         self.worker.stop()
+        for driver in {id(d): d for d in self.runtime.drivers.by_name.values()}.values():
+            driver.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.db.dispose()
 

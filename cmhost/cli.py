@@ -38,6 +38,11 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
                    help="default manual backups per account and region")
     p.add_argument("--puppet-driver", choices=["embedded", "puppetserver"])
     p.add_argument("--chef-driver", choices=["embedded", "goiardi"])
+    p.add_argument("--engine-host", help="address real engines listen on (default 127.0.0.1)")
+    p.add_argument("--engine-ports", help="port range for real engines (default 18140-18999)")
+    p.add_argument("--java-heap", help="puppetserver heap size (default 1g)")
+    p.add_argument("--health-interval", type=float,
+                   help="seconds between engine health checks (default 30)")
     p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
 
 
@@ -98,6 +103,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "server_limit": "server_limit", "backup_limit": "backup_limit",
         "puppet_driver": "puppet_driver", "chef_driver": "chef_driver",
         "public_url": "public_url", "log_level": "log_level", "blob_url": "blob_url",
+        "engine_host": "engine_host", "engine_ports": "engine_ports", "java_heap": "java_heap",
+        "health_interval": "health_interval",
     }
     for arg, field_name in mapping.items():
         value = getattr(args, arg, None)

@@ -47,6 +47,10 @@ class Settings:
     run_worker: bool = True
     public_url: str | None = None  # how nodes reach this API (user data); default from host/port
     blob_url: str | None = None  # where backup artifacts go; default <data-dir>/blobs
+    engine_host: str = "127.0.0.1"  # where real engines (puppetserver, goiardi) listen
+    engine_ports: str = "18140-18999"  # the port range real engines take ports from
+    java_heap: str = "1g"  # puppetserver heap
+    health_interval: float = 30.0  # seconds between engine health checks of settled servers
     log_level: str = "info"
 
     @property
@@ -63,6 +67,14 @@ class Settings:
             return self.public_url
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def port_range(self) -> tuple[int, int]:
+        low, _, high = self.engine_ports.partition("-")
+        first, last = int(low), int(high or low)
+        if not 1 <= first <= last <= 65535:
+            raise ValueError(f"engine port range {self.engine_ports!r} is not LOW-HIGH")
+        return first, last
 
     @property
     def loopback(self) -> bool:
@@ -97,6 +109,12 @@ def env_defaults() -> dict[str, object]:
         out["backup_limit"] = int(env["CMHOST_BACKUP_LIMIT"])
     if "CMHOST_BLOB_URL" in env:
         out["blob_url"] = env["CMHOST_BLOB_URL"]
+    for name, key, kind in (("CMHOST_ENGINE_HOST", "engine_host", str),
+                            ("CMHOST_ENGINE_PORTS", "engine_ports", str),
+                            ("CMHOST_JAVA_HEAP", "java_heap", str),
+                            ("CMHOST_HEALTH_INTERVAL", "health_interval", float)):
+        if name in env:
+            out[key] = kind(env[name])
     if "CMHOST_PUBLIC_URL" in env:
         out["public_url"] = env["CMHOST_PUBLIC_URL"]
     return out

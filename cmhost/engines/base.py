@@ -106,6 +106,15 @@ class EngineDriver(Protocol):
         """Stop the engine and remove everything it has on disk (idempotent)."""
         ...
 
+    def resume(self, spec: ServerSpec, material: EngineMaterial) -> None:
+        """After cmhost (re)starts: make sure an existing server's engine runs again,
+        re-attaching to a process that survived or starting it (idempotent)."""
+        ...
+
+    def close(self) -> None:
+        """cmhost is stopping: stop supervising (engines may keep running, to be resumed)."""
+        ...
+
     # --- nodes ------------------------------------------------------------------------
 
     def check_node_request(self, spec: ServerSpec, action: NodeAction, node_name: str,
@@ -190,3 +199,8 @@ class DriverContext:
     """What a driver is built with."""
 
     data_dir: Path  # the driver keeps per-server state under data_dir / "engines" / server_id
+    # For drivers that run real engine processes (puppetserver, goiardi):
+    engine_host: str = "127.0.0.1"  # address engines listen on and Endpoints name
+    port_min: int = 18140  # engines take ports from [port_min, port_max]
+    port_max: int = 18999
+    java_heap: str = "1g"  # puppetserver's -Xms/-Xmx

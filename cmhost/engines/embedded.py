@@ -136,6 +136,12 @@ class EmbeddedDriver:
             return "The engine's server certificate does not chain to its CA or has expired."
         return embedded_nodes.registry_problem(root, ca_cert)
 
+    def resume(self, spec: ServerSpec, material: EngineMaterial) -> None:
+        """Nothing runs outside cmhost: the state on disk is the engine."""
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
     def destroy(self, spec: ServerSpec) -> None:
         """Remove the server's state directory (fine if it is already gone)."""
         root = self.server_dir(spec)

@@ -88,7 +88,7 @@ class Database:
             cursor = raw.cursor()
             try:
                 cursor.execute(str(compiled), args)
-                return cursor.fetchall()
+                return list(cursor.fetchall())
             finally:
                 cursor.close()
         pooled = self._reader.raw_connection()

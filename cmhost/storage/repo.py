@@ -431,3 +431,7 @@ def update_job_payload(conn: Connection, job_id: int, payload: Mapping[str, Any]
 
 # A row as the service layer sees it (RowMapping keys are typed loosely by SQLAlchemy).
 Row = Mapping[Any, Any]
+
+
+def all_servers(conn: Connection) -> Sequence[RowMapping]:
+    return conn.execute(select(servers).order_by(servers.c.created_at)).mappings().all()
