@@ -21,6 +21,7 @@ from cmhost.service.artifacts import sign_key
 from cmhost.service.health import HealthMonitor
 from cmhost.service.jobs import job_handlers
 from cmhost.service.keys import KeyDirectory
+from cmhost.service.retention import EventPruner
 from cmhost.service.runtime import Drivers, Runtime
 from cmhost.service.schedules import Scheduler
 from cmhost.storage import repo
@@ -96,9 +97,8 @@ class CmhostApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db, self.box = open_database(settings)
-        with self.db.read() as conn:
-            offset = float(repo.get_meta(conn, CLOCK_OFFSET_KEY) or 0.0)
-        self.clock = make_clock(settings.clock, offset)
+        self.clock = make_clock(settings.clock, self._stored_offset(),
+                                shared_offset=self._stored_offset)
         self.enqueuer = Enqueuer()
         self.runtime = Runtime(db=self.db, clock=self.clock, box=self.box,
                                drivers=build_drivers(settings), settings=settings,
@@ -106,7 +106,8 @@ class CmhostApp:
                                blobs=open_blob_store(settings.blob_url, settings.data_dir))
         self.worker = Worker(self.db, self.clock, job_handlers(self.runtime),
                              tickers=[Scheduler(self.runtime),
-                                      HealthMonitor(self.runtime, settings.health_interval)])
+                                      HealthMonitor(self.runtime, settings.health_interval),
+                                      EventPruner(self.runtime, settings.events_per_server)])
         self.runtime.wake_worker = self.worker.wake
         self.keys = KeyDirectory(self.db, self.box, allow_dev_key=settings.loopback)
         # Few threads: handlers hold the GIL most of the time, and more threads only contend.
@@ -205,6 +206,10 @@ class CmhostApp:
             self.worker.tick()
             self.worker.run_due()
         self.worker.wake()
+
+    def _stored_offset(self) -> float:
+        with self.db.read() as conn:
+            return float(repo.get_meta(conn, CLOCK_OFFSET_KEY) or 0.0)
 
     def _save_offset(self, clock: VirtualClock) -> None:
         with self.db.write() as conn:

@@ -43,6 +43,8 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--java-heap", help="puppetserver heap size (default 1g)")
     p.add_argument("--health-interval", type=float,
                    help="seconds between engine health checks (default 30)")
+    p.add_argument("--events-per-server", type=int,
+                   help="events retention: each server keeps its newest N (default 10000)")
     p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
 
 
@@ -104,7 +106,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "puppet_driver": "puppet_driver", "chef_driver": "chef_driver",
         "public_url": "public_url", "log_level": "log_level", "blob_url": "blob_url",
         "engine_host": "engine_host", "engine_ports": "engine_ports", "java_heap": "java_heap",
-        "health_interval": "health_interval",
+        "health_interval": "health_interval", "events_per_server": "events_per_server",
     }
     for arg, field_name in mapping.items():
         value = getattr(args, arg, None)

@@ -51,6 +51,7 @@ class Settings:
     engine_ports: str = "18140-18999"  # the port range real engines take ports from
     java_heap: str = "1g"  # puppetserver heap
     health_interval: float = 30.0  # seconds between engine health checks of settled servers
+    events_per_server: int = 10_000  # events retention: each server keeps its newest N
     log_level: str = "info"
 
     @property
@@ -112,7 +113,8 @@ def env_defaults() -> dict[str, object]:
     for name, key, kind in (("CMHOST_ENGINE_HOST", "engine_host", str),
                             ("CMHOST_ENGINE_PORTS", "engine_ports", str),
                             ("CMHOST_JAVA_HEAP", "java_heap", str),
-                            ("CMHOST_HEALTH_INTERVAL", "health_interval", float)):
+                            ("CMHOST_HEALTH_INTERVAL", "health_interval", float),
+                            ("CMHOST_EVENTS_PER_SERVER", "events_per_server", int)):
         if name in env:
             out[key] = kind(env[name])
     if "CMHOST_PUBLIC_URL" in env:

@@ -18,6 +18,46 @@ from botocore.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Set (by .ci/run's second pass) to a PostgreSQL URL whose user may create databases: then
+# every cmhost of the tests gets a fresh database there instead of SQLite.
+POSTGRES_URL = os.environ.get("CMHOST_TEST_DATABASE_URL")
+
+
+def fresh_database_url(workdir: Path) -> str:
+    """A new, empty database for one test's cmhost: SQLite in `workdir`, or PostgreSQL."""
+    if not POSTGRES_URL:
+        return f"sqlite:///{workdir / 'data' / 'cmhost.db'}"
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"cmhost_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def database_bytes(url: str) -> bytes:
+    """Everything a database holds, as bytes to search (the file for SQLite; every row of
+    every table for PostgreSQL)."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    from sqlalchemy import MetaData, create_engine, select
+
+    engine = create_engine(url)
+    meta = MetaData()
+    meta.reflect(engine)
+    out = []
+    with engine.connect() as conn:
+        for table in meta.sorted_tables:
+            for row in conn.execute(select(table)):
+                out.append(repr(tuple(row)).encode())
+    engine.dispose()
+    return b"\n".join(out)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -46,6 +86,8 @@ class Cmhost:
             *(extra_args or []),
         ]
         self.env = {**os.environ, **(env or {})}
+        self.database_url = fresh_database_url(workdir)
+        self.args += ["--database-url", self.database_url]
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "cmhost.log"
 
@@ -59,7 +101,8 @@ class Cmhost:
                               timeout=120)
 
     def storage_args(self) -> list[str]:
-        return ["--data-dir", str(self.data_dir), "--master-key-file", str(self.master_key_file)]
+        return ["--data-dir", str(self.data_dir), "--master-key-file", str(self.master_key_file),
+                "--database-url", self.database_url]
 
     def start(self, timeout: float = 30.0) -> Cmhost:
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.support import Cmhost, create_server, error_code
+from tests.support import Cmhost, create_server, database_bytes, error_code
 
 
 @pytest.fixture()
@@ -126,6 +126,9 @@ def test_no_returned_secret_is_stored_in_clear(fresh: Cmhost) -> None:
             data = path.read_bytes()
             for needle in needles:
                 assert needle not in data, f"secret found in {path}"
+    stored = database_bytes(fresh.database_url)
+    for needle in needles:
+        assert needle not in stored, "secret found in the database"
     # And the API never returns them again.
     fresh.start()
     described = json.dumps(fresh.client().describe_servers()["Servers"], default=str).encode()

@@ -1,4 +1,4 @@
-"""Where backup artifacts and logs live: a directory by default (S3-compatible later)."""
+"""Where backup artifacts and logs live: a directory by default, or an S3-compatible bucket."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import parse_qsl, urlsplit
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 
@@ -73,9 +74,66 @@ class DirectoryBlobStore:
 
 
 def open_blob_store(url: str | None, data_dir: Path) -> BlobStore:
-    """The blob store named by `url`: None or file://PATH is a directory."""
+    """The blob store named by `url`.
+
+    None or `file://PATH`: a directory. `s3://BUCKET[/PREFIX][?endpoint_url=URL&region=R]`:
+    an S3-compatible bucket; credentials come from the usual AWS variables and files.
+    """
     if url is None:
         return DirectoryBlobStore(data_dir / "blobs")
     if url.startswith("file://"):
         return DirectoryBlobStore(Path(url.removeprefix("file://")))
-    raise ValueError(f"unsupported blob store URL {url!r} (use file://PATH)")
+    if url.startswith("s3://"):
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        if not parts.netloc:
+            raise ValueError(f"blob store URL {url!r} names no bucket")
+        return S3BlobStore(parts.netloc, parts.path, endpoint_url=query.get("endpoint_url"),
+                           region=query.get("region"))
+    raise ValueError(f"unsupported blob store URL {url!r} (use file://PATH or s3://BUCKET)")
+
+
+class S3BlobStore:
+    """Blobs as objects in an S3-compatible bucket (through boto3), under a key prefix."""
+
+    def __init__(self, bucket: str, prefix: str, *, endpoint_url: str | None,
+                 region: str | None) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._client = boto3.client(
+            "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
+            config=Config(retries={"max_attempts": 5, "mode": "standard"},
+                          s3={"addressing_style": "path"}))
+
+    def _key(self, key: str) -> str:
+        if not _KEY.fullmatch(key) or ".." in key:
+            raise ValueError(f"invalid blob key {key!r}")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes) -> None:
+        # A PUT is atomic in S3: readers see the old object or the new one, never a part.
+        self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise BlobNotFound(key) from None
+            raise
+        return bytes(response["Body"].read())
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.get(key)
+        except BlobNotFound:
+            return False
+        return True

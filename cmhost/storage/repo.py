@@ -435,3 +435,22 @@ Row = Mapping[Any, Any]
 
 def all_servers(conn: Connection) -> Sequence[RowMapping]:
     return conn.execute(select(servers).order_by(servers.c.created_at)).mappings().all()
+
+
+def prune_events(conn: Connection, server_id: str, keep: int) -> int:
+    """Delete a server's events beyond the newest `keep`; returns how many went."""
+    boundary = conn.execute(
+        select(events.c.created_at, events.c.id).where(events.c.server_id == server_id)
+        .order_by(events.c.created_at.desc(), events.c.id.desc()).offset(keep).limit(1)
+    ).first()
+    if boundary is None:
+        return 0
+    at, event_id = boundary
+    result = conn.execute(delete(events).where(
+        events.c.server_id == server_id,
+        or_(events.c.created_at < at, and_(events.c.created_at == at, events.c.id <= event_id))))
+    return int(result.rowcount or 0)
+
+
+def server_ids(conn: Connection) -> list[str]:
+    return list(conn.execute(select(servers.c.id)).scalars().all())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -31,11 +32,24 @@ class VirtualClock:
 
     mode = "virtual"
 
-    def __init__(self, offset: float = 0.0) -> None:
+    def __init__(self, offset: float = 0.0, *,
+                 shared_offset: Callable[[], float] | None = None,
+                 refresh_seconds: float = 0.5) -> None:
         self._offset = offset
         self._lock = threading.Lock()
+        # Several processes on one database share the offset through it: each takes the
+        # larger of its own and the stored one, at most every `refresh_seconds`.
+        self._shared_offset = shared_offset
+        self._refresh_seconds = refresh_seconds
+        self._refreshed = time.monotonic()
 
     def now(self) -> float:
+        if self._shared_offset is not None and \
+                time.monotonic() - self._refreshed >= self._refresh_seconds:
+            self._refreshed = time.monotonic()
+            stored = self._shared_offset()
+            with self._lock:
+                self._offset = max(self._offset, stored)
         return time.time() + self._offset
 
     @property
@@ -49,9 +63,10 @@ class VirtualClock:
                 self._offset += delta
 
 
-def make_clock(mode: str, offset: float = 0.0) -> RealClock | VirtualClock:
+def make_clock(mode: str, offset: float = 0.0,
+               shared_offset: Callable[[], float] | None = None) -> RealClock | VirtualClock:
     if mode == "real":
         return RealClock()
     if mode == "virtual":
-        return VirtualClock(offset)
+        return VirtualClock(offset, shared_offset=shared_offset)
     raise ValueError(f"unknown clock mode {mode!r} (expected 'real' or 'virtual')")

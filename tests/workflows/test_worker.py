@@ -13,11 +13,12 @@ from cmhost.storage.db import Database
 from cmhost.workflows.clock import VirtualClock
 from cmhost.workflows.jobs import Effects, Enqueuer, Job, Outcome, finish, goto
 from cmhost.workflows.worker import MAX_ATTEMPTS, Worker
+from tests.support import fresh_database_url
 
 
 @pytest.fixture()
 def db(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'jobs.db'}")
+    database = Database(fresh_database_url(tmp_path))  # SQLite, or PostgreSQL in CI's 2nd pass
     database.upgrade()
     return database
 
@@ -107,7 +108,9 @@ def test_a_leased_job_is_not_run_twice_and_is_resumed_after_the_lease(db: Databa
     assert worker.run_due() == 2 and steps.ran == ["start", "later"]  # both are due by now
 
 
-def test_a_restarted_sqlite_worker_takes_back_its_leases(db: Database) -> None:
+def test_a_restarted_sqlite_worker_takes_back_its_leases(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'only-sqlite.db'}")  # the rule is SQLite's own
+    db.upgrade()
     clock = VirtualClock()
     job_id = _enqueue(db, clock)
     with db.write() as conn:
