@@ -45,6 +45,9 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
                    help="seconds between engine health checks (default 30)")
     p.add_argument("--events-per-server", type=int,
                    help="events retention: each server keeps its newest N (default 10000)")
+    p.add_argument("--job-lease-seconds", type=float,
+                   help="how long a worker holds a job step before others may take it over "
+                        "(default 300)")
     p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
 
 
@@ -107,6 +110,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "public_url": "public_url", "log_level": "log_level", "blob_url": "blob_url",
         "engine_host": "engine_host", "engine_ports": "engine_ports", "java_heap": "java_heap",
         "health_interval": "health_interval", "events_per_server": "events_per_server",
+        "job_lease_seconds": "job_lease_seconds",
     }
     for arg, field_name in mapping.items():
         value = getattr(args, arg, None)

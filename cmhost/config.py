@@ -52,6 +52,7 @@ class Settings:
     java_heap: str = "1g"  # puppetserver heap
     health_interval: float = 30.0  # seconds between engine health checks of settled servers
     events_per_server: int = 10_000  # events retention: each server keeps its newest N
+    job_lease_seconds: float = 300.0  # a job step a dead worker held is taken over after this
     log_level: str = "info"
 
     @property
@@ -114,7 +115,8 @@ def env_defaults() -> dict[str, object]:
                             ("CMHOST_ENGINE_PORTS", "engine_ports", str),
                             ("CMHOST_JAVA_HEAP", "java_heap", str),
                             ("CMHOST_HEALTH_INTERVAL", "health_interval", float),
-                            ("CMHOST_EVENTS_PER_SERVER", "events_per_server", int)):
+                            ("CMHOST_EVENTS_PER_SERVER", "events_per_server", int),
+                            ("CMHOST_JOB_LEASE_SECONDS", "job_lease_seconds", float)):
         if name in env:
             out[key] = kind(env[name])
     if "CMHOST_PUBLIC_URL" in env:

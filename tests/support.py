@@ -71,22 +71,26 @@ class Cmhost:
     def __init__(self, workdir: Path, *, clock: str = "virtual", throttle: bool = False,
                  provisioning_seconds: float = 60.0, deletion_seconds: float = 10.0,
                  extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", command: str = "serve",
+                 database_url: str | None = None, master_key_file: Path | None = None) -> None:
         self.workdir = workdir
         self.data_dir = workdir / "data"
-        self.master_key_file = workdir / "secret" / "master.key"
+        self.command = command
+        self.master_key_file = master_key_file or workdir / "secret" / "master.key"
         self.port = free_port()
         self.host = host
+        listen = ["--host", host, "--port", str(self.port)] if command == "serve" else []
+        throttling = ["--throttle", "on" if throttle else "off"] if command == "serve" else []
         self.args = [
-            "--host", host, "--port", str(self.port), "--data-dir", str(self.data_dir),
+            *listen, "--data-dir", str(self.data_dir),
             "--master-key-file", str(self.master_key_file), "--clock", clock,
-            "--throttle", "on" if throttle else "off",
+            *throttling,
             "--provisioning-seconds", str(provisioning_seconds),
             "--deletion-seconds", str(deletion_seconds), "--log-level", "warning",
             *(extra_args or []),
         ]
         self.env = {**os.environ, **(env or {})}
-        self.database_url = fresh_database_url(workdir)
+        self.database_url = database_url or fresh_database_url(workdir)
         self.args += ["--database-url", self.database_url]
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "cmhost.log"
@@ -108,8 +112,10 @@ class Cmhost:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cmhost", "serve", *self.args], stdout=log,
+                [sys.executable, "-m", "cmhost", self.command, *self.args], stdout=log,
                 stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
+        if self.command != "serve":
+            return self  # a worker serves no HTTP: it works the database
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
