@@ -83,6 +83,11 @@ class EngineDriver(Protocol):
 
     name: str  # "embedded", "puppetserver", "goiardi"
 
+    def allocate_endpoint(self, server_id: str, server_name: str, region: str) -> str:
+        """The Endpoint of a new server (called by CreateServer before `prepare`): a DNS-like
+        name for the embedded driver, a reachable `host:port` for drivers of real engines."""
+        ...
+
     def prepare(self, spec: ServerSpec, attributes: dict[str, str]) -> Prepared:
         """Create the server's identity (keys, CA, passwords) from validated attributes.
 

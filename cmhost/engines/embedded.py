@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import secrets
 import shutil
+import string
 from pathlib import Path
 
 from cmhost.engines import archive, embedded_nodes, pki
@@ -135,6 +137,12 @@ class EmbeddedDriver:
         if not pki.verify_chain(server_cert, ca_cert):
             return "The engine's server certificate does not chain to its CA or has expired."
         return embedded_nodes.registry_problem(root, ca_cert)
+
+    def allocate_endpoint(self, server_id: str, server_name: str, region: str) -> str:
+        """`<name lower>-<16 lower alphanumerics>.<region>.opsworks-cm.io`, as AWS named them."""
+        alphabet = string.ascii_lowercase + string.digits
+        suffix = "".join(secrets.choice(alphabet) for _ in range(16))
+        return f"{server_name.lower()}-{suffix}.{region}.opsworks-cm.io"
 
     def resume(self, spec: ServerSpec, material: EngineMaterial) -> None:
         """Nothing runs outside cmhost: the state on disk is the engine."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import string
 import uuid
 from dataclasses import dataclass, field
 
@@ -62,11 +61,6 @@ class CreateServerInput:
     custom_private_key: str | None = None
 
 
-def _random_alnum(n: int) -> str:
-    alphabet = string.ascii_lowercase + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(n))
-
-
 def default_backup_window() -> str:
     return f"{secrets.randbelow(24):02d}:{secrets.randbelow(60):02d}"
 
@@ -122,7 +116,7 @@ def create_server(rt: Runtime, caller: Caller, req: CreateServerInput
     now = rt.clock.now()
     server_id = str(uuid.uuid4())
     arn = f"arn:aws:opsworks-cm:{caller.region}:{caller.account}:server/{req.server_name}/{server_id}"
-    endpoint = f"{req.server_name.lower()}-{_random_alnum(16)}.{caller.region}.opsworks-cm.io"
+    endpoint = driver.allocate_endpoint(server_id, req.server_name, caller.region)
     stack_arn = (f"arn:aws:cloudformation:{caller.region}:{caller.account}:stack/"
                  f"aws-opsworks-cm-instance-{req.server_name}-{int(now * 1000)}/{uuid.uuid4()}")
 
