@@ -187,12 +187,14 @@ class CmhostApp:
         except (BlobNotFound, ValueError):
             return None
 
-    def advance(self, seconds: float) -> None:
-        """Move the virtual clock forward, running each job at its own due time on the way."""
+    def advance(self, seconds: float, run: bool = True) -> None:
+        """Move the virtual clock forward, running each job at its own due time on the way.
+
+        With run=False only the (shared) clock moves: the worker processes run what became due.
+        """
         clock = self.clock
         assert isinstance(clock, VirtualClock)
-        if not self.settings.run_worker:
-            # An API-only process moves the shared clock; the workers run what became due.
+        if not run:
             clock.advance_to(clock.now() + seconds)
             self._save_offset(clock)
             return

@@ -17,7 +17,7 @@ JSON = b"application/json"
 
 
 class AdminApp:
-    def __init__(self, clock: Clock, advance: Callable[[float], None],
+    def __init__(self, clock: Clock, advance: Callable[[float, bool], None],
                  health: Callable[[], dict[str, Any]], executor: Executor,
                  read_log: Callable[[str, str], bytes | None]) -> None:
         self.read_log = read_log
@@ -56,14 +56,16 @@ class AdminApp:
             try:
                 body = json.loads(await read_body(receive, 64 * 1024) or b"{}")
                 seconds = body["advance"]
+                run = body.get("run", True)
                 if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
-                        or not 0 <= seconds <= 10 * 365 * 86400:
+                        or not 0 <= seconds <= 10 * 365 * 86400 or not isinstance(run, bool):
                     raise ValueError
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, AttributeError):
                 await error(400, "ValidationException",
-                            'Expected a JSON body {"advance": <seconds, 0 to 10 years>}.')
+                            'Expected a JSON body {"advance": <seconds, 0 to 10 years>} '
+                            '(optionally "run": false to only move the clock).')
                 return
-            await loop.run_in_executor(self.executor, self.advance, float(seconds))
+            await loop.run_in_executor(self.executor, self.advance, float(seconds), run)
             await reply(200, self._clock_state())
             return
         if path.startswith("/_cmhost/logs/") and method == "GET":

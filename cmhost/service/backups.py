@@ -92,10 +92,7 @@ def create_backup(rt: Runtime, caller: Caller, *, server_name: str, description:
         server = repo.get_server(conn, caller.account, caller.region, server_name)
         if server is None:
             raise events.server_not_found(server_name)
-        if not states.allowed("CreateBackup", server["status"]):
-            raise InvalidStateException(
-                f"The server '{server_name}' is in state {server['status']}; a backup can be "
-                f"created only in these states: {states.allowed_text('CreateBackup')}.")
+        states.require("CreateBackup", server_name, server["status"])
         account = repo.lock_account(conn, caller.account, now)
         limit = _backup_limit(rt, account)
         if repo.count_manual_backups(conn, caller.account, caller.region) >= limit:
@@ -104,7 +101,7 @@ def create_backup(rt: Runtime, caller: Caller, *, server_name: str, description:
                 f"account in {caller.region}.")
         if not repo.transition_server(conn, server["id"], states.ALLOWED["CreateBackup"],
                                       status=states.BACKING_UP, updated_at=now):
-            raise InvalidStateException(f"The server '{server_name}' changed state; try again.")
+            raise states.changed_meanwhile(server_name)
         row = insert_backup(rt, conn, server, backup_type=MANUAL, now=now,
                             description=description, user_arn=caller.principal_arn,
                             tags=extra_tags)

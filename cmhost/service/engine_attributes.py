@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from cmhost.engines.base import InvalidEngineAttribute
 from cmhost.service import events, states
 from cmhost.service.context import Caller
-from cmhost.service.errors import InvalidStateException, ValidationException
+from cmhost.service.errors import ValidationException
 from cmhost.service.records import Server, server_material, server_spec
 from cmhost.service.runtime import Runtime
 from cmhost.storage import repo
@@ -24,10 +24,7 @@ def export_attribute(rt: Runtime, caller: Caller, *, server_name: str, name: str
         server = repo.get_server(conn, caller.account, caller.region, server_name)
     if server is None:
         raise events.server_not_found(server_name)
-    if not states.allowed("ExportServerEngineAttribute", server["status"]):
-        raise InvalidStateException(
-            f"The server '{server_name}' is in state {server['status']}; engine attributes "
-            "cannot be exported in CREATING, TERMINATED, FAILED or DELETING.")
+    states.require("ExportServerEngineAttribute", server_name, server["status"])
     if name != USERDATA:
         raise ValidationException(
             f"Export attribute '{name}' is not supported; the supported attribute is "
@@ -53,11 +50,7 @@ def update_attributes(rt: Runtime, caller: Caller, *, server_name: str, name: st
         server = repo.get_server(conn, caller.account, caller.region, server_name)
     if server is None:
         raise events.server_not_found(server_name)
-    if not states.allowed("UpdateServerEngineAttributes", server["status"]):
-        raise InvalidStateException(
-            f"The server '{server_name}' is in state {server['status']}; engine attributes "
-            f"can be updated only in these states: "
-            f"{states.allowed_text('UpdateServerEngineAttributes')}.")
+    states.require("UpdateServerEngineAttributes", server_name, server["status"])
     spec = server_spec(server, rt.settings.resolved_public_url)
     driver = rt.drivers.for_server(spec.family, server["driver"])
     try:
@@ -73,7 +66,7 @@ def update_attributes(rt: Runtime, caller: Caller, *, server_name: str, name: st
                                       engine_public=dict(material.public),
                                       engine_secrets_enc=rt.box.encrypt(
                                           json.dumps(material.secrets), server["arn"])):
-            raise InvalidStateException(f"The server '{server_name}' changed state; try again.")
+            raise states.changed_meanwhile(server_name)
         events.record(conn, server_id=server["id"], server_name=server_name, at=now,
                       message=f"Engine attribute {name} is being updated.")
         rt.enqueuer.enqueue(conn, kind="modify", server_id=server["id"], now=now,

@@ -8,7 +8,7 @@ from sqlalchemy import Connection
 
 from cmhost.service import events, states
 from cmhost.service.context import Caller
-from cmhost.service.errors import InvalidStateException, ValidationException
+from cmhost.service.errors import ValidationException
 from cmhost.service.records import Server
 from cmhost.service.runtime import Runtime
 from cmhost.storage import repo
@@ -58,14 +58,11 @@ def start_maintenance(rt: Runtime, caller: Caller, *, server_name: str,
         server = repo.get_server(conn, caller.account, caller.region, server_name)
         if server is None:
             raise events.server_not_found(server_name)
-        if not states.allowed("StartMaintenance", server["status"]):
-            raise InvalidStateException(
-                f"The server '{server_name}' is in state {server['status']}; maintenance can "
-                f"start only in these states: {states.allowed_text('StartMaintenance')}.")
+        states.require("StartMaintenance", server_name, server["status"])
         upgrade = _major_upgrade(server, attributes)
         if not begin_maintenance(rt, conn, server, now=now, major_upgrade=upgrade,
                                  scheduled=False):
-            raise InvalidStateException(f"The server '{server_name}' changed state; try again.")
+            raise states.changed_meanwhile(server_name)
         row = repo.get_server_by_id(conn, server["id"])
         assert row is not None
     rt.wake_worker()

@@ -11,7 +11,6 @@ from cmhost.engines.base import InvalidEngineAttribute, NodeAction
 from cmhost.service import events, states
 from cmhost.service.context import Caller
 from cmhost.service.errors import (
-    InvalidStateException,
     ResourceNotFoundException,
     ValidationException,
 )
@@ -51,10 +50,7 @@ def request_node_action(rt: Runtime, caller: Caller, *, action: NodeAction, serv
         server = repo.get_server(conn, caller.account, caller.region, server_name)
     if server is None:
         raise events.server_not_found(server_name)
-    if not states.allowed(operation, server["status"]):
-        raise InvalidStateException(
-            f"The server '{server_name}' is in state {server['status']}; nodes can be "
-            f"{action}d only while it is HEALTHY.")
+    states.require(operation, server_name, server["status"])
     spec = server_spec(server, rt.settings.resolved_public_url)
     driver = rt.drivers.for_server(spec.family, server["driver"])
     try:
@@ -67,10 +63,7 @@ def request_node_action(rt: Runtime, caller: Caller, *, action: NodeAction, serv
         current = repo.get_server_by_id(conn, server["id"])
         if current is None:
             raise events.server_not_found(server_name)
-        if not states.allowed(operation, current["status"]):
-            raise InvalidStateException(
-                f"The server '{server_name}' is in state {current['status']}; nodes can be "
-                f"{action}d only while it is HEALTHY.")
+        states.require(operation, server_name, current["status"])
         repo.insert_node_association(conn, {
             "token": token, "server_id": server["id"], "account": caller.account,
             "region": caller.region, "server_name": server_name, "node_name": node_name,

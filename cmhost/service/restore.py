@@ -22,10 +22,7 @@ def restore_server(rt: Runtime, caller: Caller, *, server_name: str, backup_id: 
         backup = repo.get_backup(conn, caller.account, caller.region, backup_id)
         if backup is None:
             raise backup_not_found(backup_id)
-        if not states.allowed("RestoreServer", server["status"]):
-            raise InvalidStateException(
-                f"The server '{server_name}' is in state {server['status']}; it can be "
-                f"restored only in these states: {states.allowed_text('RestoreServer')}.")
+        states.require("RestoreServer", server_name, server["status"])
         if backup["status"] != "OK":
             raise InvalidStateException(
                 f"The backup '{backup_id}' is {backup['status']}; only a backup in state OK "
@@ -37,7 +34,7 @@ def restore_server(rt: Runtime, caller: Caller, *, server_name: str, backup_id: 
         if not repo.transition_server(conn, server["id"], states.ALLOWED["RestoreServer"],
                                       status=states.RESTORING, status_reason=None,
                                       updated_at=now):
-            raise InvalidStateException(f"The server '{server_name}' changed state; try again.")
+            raise states.changed_meanwhile(server_name)
         events.record(conn, server_id=server["id"], server_name=server_name, at=now,
                       message=f"Restore from backup {backup_id} started.")
         rt.enqueuer.enqueue(conn, kind="restore", server_id=server["id"], now=now, payload={

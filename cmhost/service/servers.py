@@ -276,7 +276,7 @@ def update_server(rt: Runtime, caller: Caller, *, server_name: str,
         row = repo.get_server(conn, caller.account, caller.region, server_name)
         if row is None:
             raise server_not_found(server_name)
-        _require_state(row["name"], row["status"], "UpdateServer")
+        states.require("UpdateServer", row["name"], row["status"])
         if values:
             repo.update_server(conn, row["id"], updated_at=now, **values)
             changed = ", ".join(sorted(_wire_name(k) for k in values))
@@ -289,13 +289,6 @@ def update_server(rt: Runtime, caller: Caller, *, server_name: str,
 
 def _wire_name(column: str) -> str:
     return "".join(part.capitalize() for part in column.split("_"))
-
-
-def _require_state(name: str, status: str, operation: str) -> None:
-    if not states.allowed(operation, status):
-        raise InvalidStateException(
-            f"The server '{name}' is in state {status}; {operation} is allowed only in "
-            f"these states: {states.allowed_text(operation)}.")
 
 
 def delete_server(rt: Runtime, caller: Caller, *, server_name: str) -> None:
@@ -314,7 +307,7 @@ def delete_server(rt: Runtime, caller: Caller, *, server_name: str) -> None:
         if not repo.transition_server(conn, row["id"], states.ALLOWED["DeleteServer"],
                                       status=states.DELETING, status_reason=None,
                                       updated_at=now):
-            raise InvalidStateException(f"The server '{server_name}' changed state; try again.")
+            raise states.changed_meanwhile(server_name)
         events.record(conn, server_id=row["id"], server_name=server_name, at=now,
                       message=f"Server {server_name} deletion started.")
         rt.enqueuer.enqueue(conn, kind="delete_server", server_id=row["id"], now=now)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cmhost.service.errors import InvalidStateException
+
 BACKING_UP = "BACKING_UP"
 CONNECTION_LOST = "CONNECTION_LOST"
 CREATING = "CREATING"
@@ -60,3 +62,16 @@ def allowed(operation: str, state: str) -> bool:
 
 def allowed_text(operation: str) -> str:
     return ", ".join(sorted(ALLOWED[operation]))
+
+
+def require(operation: str, server_name: str, state: str) -> None:
+    """InvalidStateException unless `operation` is allowed in `state`."""
+    if state not in ALLOWED[operation]:
+        raise InvalidStateException(
+            f"The server '{server_name}' is in state {state}; {operation} is allowed only in "
+            f"these states: {allowed_text(operation)}.")
+
+
+def changed_meanwhile(server_name: str) -> InvalidStateException:
+    """For a compare-and-set that lost: the state changed between the check and the write."""
+    return InvalidStateException(f"The server '{server_name}' changed state; try again.")
