@@ -57,8 +57,9 @@ class VirtualClock:
         return self._offset
 
     def advance_to(self, when: float) -> None:
+        self.now()  # take up the shared offset first (outside the lock: now() takes it)
         with self._lock:
-            delta = when - self.now()
+            delta = when - (time.time() + self._offset)
             if delta > 0:
                 self._offset += delta
 

@@ -34,3 +34,16 @@ def test_weekly_and_daily_periods() -> None:
     assert Window.parse("23:59") == Window(None, 23, 59)
     assert Window.parse("Tue:01:02").period.days == 7
     assert Window.parse("01:02").period.days == 1
+
+
+def test_virtual_clock_shares_its_offset_and_never_deadlocks() -> None:
+    from cmhost.workflows.clock import VirtualClock
+
+    stored = [100.0]
+    clock = VirtualClock(shared_offset=lambda: stored[0], refresh_seconds=0.0)
+    assert clock.now() >= __import__("time").time() + 99  # took up the stored offset
+    target = clock.now() + 50
+    clock.advance_to(target)  # refreshes inside: must not wait on its own lock
+    assert clock.now() >= target
+    stored[0] = 0.0  # another process's smaller offset never moves this clock back
+    assert clock.now() >= target
