@@ -96,9 +96,9 @@ def load_private_key(private_key_pem: str | bytes) -> rsa.RSAPrivateKey:
         key = serialization.load_pem_private_key(data, password=None)
     except (TypeError, ValueError):
         raise ValueError("the key is not an unencrypted PEM private key") from None
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("the key is not an RSA key")
-    return key
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key
+    raise ValueError("the key is not an RSA key")
 
 
 def sign_request(

@@ -36,13 +36,14 @@ import errno
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("cmhost.supervisor")
@@ -90,7 +91,6 @@ class _Entry:
     last_exit: str | None = None
     backoff: float = 0.0
     restart_at: float | None = None  # monotonic time of the next start attempt
-    failures: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------ processes
@@ -116,6 +116,13 @@ def _is_zombie(pid: int) -> bool:
 def is_ours(pid: int, marker: str) -> bool:
     """True when `pid` is a live (not zombie) process with an argument containing `marker`."""
     args = _cmdline(pid)
+    # A process in the middle of execve shows an empty command line for a moment (its parent
+    # may already have returned from Popen): look again before deciding.
+    for _ in range(20):
+        if args != [] or _is_zombie(pid):
+            break
+        time.sleep(0.05)
+        args = _cmdline(pid)
     return bool(args) and any(marker in a for a in args or []) and not _is_zombie(pid)
 
 
@@ -175,9 +182,11 @@ def _wait_gone(pid: int, popen: subprocess.Popen[bytes] | None, timeout: float) 
 def terminate(pid: int, popen: subprocess.Popen[bytes] | None, timeout: float) -> None:
     """SIGTERM the process (and its process group), then SIGKILL it after `timeout` seconds."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for target in (lambda s: os.killpg(pid, s), lambda s: os.kill(pid, s)):
+        try:
+            os.killpg(pid, sig)  # the whole session the supervisor started
+        except (ProcessLookupError, PermissionError):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                target(sig)
+                os.kill(pid, sig)
         if _wait_gone(pid, popen, timeout if sig == signal.SIGTERM else 10.0):
             return
         log.warning("process %s did not stop on %s", pid, sig.name)
@@ -205,26 +214,18 @@ class Supervisor:
     def ensure(self, key: str, spec: ProcessSpec) -> int:
         """Supervise `key`: re-attach to its running process or start it; returns the pid."""
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                entry = _Entry(spec=spec, pid=entry.pid, popen=entry.popen,
-                               started_at=entry.started_at, started_wall=entry.started_wall,
-                               restarts=entry.restarts, last_exit=entry.last_exit,
-                               backoff=entry.backoff)
-                self._entries[key] = entry
-                if entry.pid is not None and self._alive(entry):
-                    return entry.pid
+            entry = self._entries.setdefault(key, _Entry(spec=spec))
+            entry.spec = spec
+            if entry.pid is not None and entry.restart_at is None and self._alive(entry):
+                self._ensure_thread()
+                return entry.pid
             pid = read_pid(spec)
             if pid is not None:
-                entry = entry or _Entry(spec=spec)
                 entry.pid, entry.popen = pid, None
                 entry.started_at, entry.started_wall = time.monotonic(), time.time()
                 entry.restart_at = None
-                self._entries[key] = entry
                 log.info("re-attached to %s (pid %s)", spec.name, pid)
             else:
-                entry = entry or _Entry(spec=spec)
-                self._entries[key] = entry
                 self._start(entry)
             self._ensure_thread()
             assert entry.pid is not None
@@ -233,20 +234,23 @@ class Supervisor:
     def restart(self, key: str, spec: ProcessSpec) -> int:
         """Stop the process if it runs, start it again and keep supervising it."""
         with self._lock:
-            entry = self._entries.get(key) or _Entry(spec=spec)
-            entry.spec = spec
-            self._entries[key] = entry
-            self._kill(entry, spec)
-            self._start(entry)
-            self._ensure_thread()
-            assert entry.pid is not None
-            return entry.pid
+            entry = self._entries.get(key)
+            restarts = entry.restarts if entry is not None else 0
+        self.stop(key, spec)
+        pid = self.ensure(key, spec)
+        with self._lock:
+            if key in self._entries:
+                self._entries[key].restarts = restarts
+        return pid
 
     def stop(self, key: str, spec: ProcessSpec) -> None:
-        """Stop supervising and stop the process (also one started by an earlier cmhost)."""
+        """Stop supervising and stop the process (also one started by an earlier cmhost).
+
+        The wait for the process to end happens outside the supervisor's lock, so other
+        processes are still watched (and restarted) meanwhile."""
         with self._lock:
             entry = self._entries.pop(key, None) or _Entry(spec=spec)
-            self._kill(entry, spec)
+        self._kill(entry, spec)
         with contextlib.suppress(FileNotFoundError):
             spec.pid_file.unlink()
 
@@ -316,7 +320,7 @@ class Supervisor:
         while not self._stop.wait(self.poll_interval):
             try:
                 self._check_all()
-            except Exception:  # noqa: BLE001 - the monitor must outlive any one failure
+            except Exception:  # the monitor must outlive any one failure
                 log.exception("supervisor check failed")
 
     def _check_all(self) -> None:
@@ -385,33 +389,50 @@ def recorded_port(server_dir: Path) -> int | None:
         return None
 
 
+def _abandoned(directory: Path, older_than: float) -> bool:
+    """A reservation nobody followed up: the directory holds only its port file, and that
+    for longer than `older_than` seconds (a CreateServer that failed after reserving)."""
+    try:
+        entries = [p.name for p in directory.iterdir()]
+        age = time.time() - (directory / PORT_FILE).stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return entries == [PORT_FILE] and age > older_than
+
+
 def reserve_port(server_dir: Path, host: str, low: int, high: int, *,
-                 preferred: int | None = None) -> int:
+                 preferred: int | None = None, abandoned_after: float = 86400.0) -> int:
     """The server's port: the one already recorded in `<server_dir>/port`, else `preferred`
     if given, else the lowest port of [low, high] that no sibling server directory records and
     nothing listens on. The choice is written to `<server_dir>/port` under a lock shared by
-    every server directory of the same parent."""
+    every server directory of the same parent. A sibling holding nothing but a port file
+    older than `abandoned_after` seconds is a reservation left behind; it is removed."""
     parent = server_dir.parent
     with _ports_lock(parent):
         current = recorded_port(server_dir)
         if current is not None and (preferred is None or preferred == current):
             return current
-        taken = set()
+        taken: set[int] = set()
         for sibling in parent.iterdir() if parent.is_dir() else []:
-            if sibling != server_dir and sibling.is_dir():
+            if sibling != server_dir and sibling.is_dir() and not sibling.is_symlink():
                 port = recorded_port(sibling)
-                if port is not None:
-                    taken.add(port)
+                if port is None:
+                    continue
+                if _abandoned(sibling, abandoned_after):
+                    shutil.rmtree(sibling, ignore_errors=True)
+                    continue
+                taken.add(port)
         if preferred is not None:
             if preferred in taken:
                 raise SupervisorError(f"port {preferred} is already another server's")
             choice = preferred
         else:
-            choice = next((p for p in range(low, high + 1)
-                           if p not in taken and port_is_free(host, p)), None)
-            if choice is None:
+            found = next((p for p in range(low, high + 1)
+                          if p not in taken and port_is_free(host, p)), None)
+            if found is None:
                 raise SupervisorError(
                     f"no free port left in {low}-{high} on {host}; widen --engine-ports")
+            choice = found
         server_dir.mkdir(parents=True, exist_ok=True)
         tmp = server_dir / f".{PORT_FILE}.tmp"
         tmp.write_text(f"{choice}\n")

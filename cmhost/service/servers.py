@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import uuid
@@ -11,11 +12,19 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from cmhost.engines.attributes import engine_family, validate_create_attributes
-from cmhost.engines.base import EngineMaterial, InvalidEngineAttribute, Prepared, ServerSpec
+from cmhost.engines.base import (
+    EngineDriver,
+    EngineError,
+    EngineFamily,
+    EngineMaterial,
+    InvalidEngineAttribute,
+    Prepared,
+    ServerSpec,
+)
 from cmhost.service import events, states
 from cmhost.service.context import Caller
 from cmhost.service.custom_domain import check_custom_domain
-from cmhost.service.engine_options import choose_engine
+from cmhost.service.engine_options import EngineChoice, choose_engine
 from cmhost.service.errors import (
     InvalidStateException,
     LimitExceededException,
@@ -116,21 +125,48 @@ def create_server(rt: Runtime, caller: Caller, req: CreateServerInput
     now = rt.clock.now()
     server_id = str(uuid.uuid4())
     arn = f"arn:aws:opsworks-cm:{caller.region}:{caller.account}:server/{req.server_name}/{server_id}"
-    endpoint = driver.allocate_endpoint(server_id, req.server_name, caller.region)
     stack_arn = (f"arn:aws:cloudformation:{caller.region}:{caller.account}:stack/"
                  f"aws-opsworks-cm-instance-{req.server_name}-{int(now * 1000)}/{uuid.uuid4()}")
 
-    # Cheap checks first so a doomed request does not pay for key generation.
+    # Cheap checks first so a doomed request does not pay for key generation or take a port.
     with rt.db.read() as conn:
         _check_can_create(rt, conn, caller, req)
+    try:
+        endpoint = driver.allocate_endpoint(server_id, req.server_name, caller.region)
+    except EngineError as exc:
+        raise ValidationException(f"The {driver.name} engine cannot take a new server: {exc}"
+                                  ) from None
+    try:
+        return _create(rt, caller, req, driver=driver, family=family, choice=choice,
+                       attributes=attributes, tags=tags, server_id=server_id, arn=arn,
+                       endpoint=endpoint, stack_arn=stack_arn, now=now)
+    except BaseException:
+        # Nothing was stored: give back what the driver reserved (a port, a directory).
+        with contextlib.suppress(EngineError, OSError):
+            driver.destroy(ServerSpec(
+                server_id=server_id, name=req.server_name, account=caller.account,
+                region=caller.region, engine=choice.engine, family=family,
+                engine_version=choice.version, endpoint=endpoint))
+        raise
 
+
+def _create(rt: Runtime, caller: Caller, req: CreateServerInput, *, driver: EngineDriver,
+            family: EngineFamily, choice: EngineChoice, attributes: dict[str, str],
+            tags: dict[str, str], server_id: str, arn: str, endpoint: str, stack_arn: str,
+            now: float) -> tuple[Server, list[tuple[str, str]]]:
     spec = ServerSpec(server_id=server_id, name=req.server_name, account=caller.account,
                       region=caller.region, engine=choice.engine, family=family,
                       engine_version=choice.version, endpoint=endpoint,
                       api_endpoint=rt.settings.resolved_public_url,
                       custom_domain=req.custom_domain)
     if req.backup_id is None:
-        prepared = driver.prepare(spec, attributes)
+        try:
+            prepared = driver.prepare(spec, attributes)
+        except InvalidEngineAttribute as exc:
+            raise ValidationException(str(exc)) from None
+        except EngineError as exc:
+            raise ValidationException(
+                f"The {driver.name} engine cannot create this server: {exc}") from None
     else:
         # The identity (CA, keys, nodes) comes from the backup when the job restores it;
         # no new credentials are handed out.
