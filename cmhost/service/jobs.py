@@ -15,8 +15,9 @@ from cmhost.storage import repo
 from cmhost.storage.repo import Row
 from cmhost.workflows.jobs import Effects, Job, JobHandler, Outcome, finish, goto
 
-# How many times CreateServer asks the engine for its health before giving up.
-READY_CHECKS = 5
+# After the provisioning time, CreateServer keeps asking the engine for its health (every
+# 2, 4, 8, then 10 seconds) for this long before giving up: a real JVM takes a minute or two.
+READY_SECONDS = 300.0
 
 
 class CreateServerJob(ServerJob):
@@ -49,8 +50,9 @@ class CreateServerJob(ServerJob):
                                                       f"and HEALTHY.")
                 return finish(online)
             checks = int(job.payload.get("checks", 0)) + 1
-            if checks < READY_CHECKS:
-                return goto("ready", at=now + 2.0 ** checks,
+            deadline = row["created_at"] + rt.settings.provisioning_seconds + READY_SECONDS
+            if now < deadline:
+                return goto("ready", at=min(now + min(2.0 ** checks, 10.0), deadline),
                             payload={**job.payload, "checks": checks},
                             effects=self.event(row, f"Engine not ready yet: {health.reason}",
                                                now))

@@ -1,0 +1,138 @@
+"""The puppetserver driver's preparation, without starting a JVM (runs without the package)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from cmhost.engines import pki, puppet_ca, puppetserver
+from cmhost.engines.base import DriverContext, EngineError, InvalidEngineAttribute, ServerSpec
+from cmhost.engines.embedded import EmbeddedDriver
+from cmhost.engines.puppetserver import PuppetServerDriver, render_config
+from tests.ops.helpers import csr_pem
+
+SERVER_ID = "6f1c1f4e-1111-4222-8333-944444444444"
+
+
+def spec(endpoint: str, family: str = "Puppet") -> ServerSpec:
+    return ServerSpec(server_id=SERVER_ID, name="web", account="000000000000",
+                      region="us-east-1", engine="Puppet" if family == "Puppet" else "Chef",
+                      family=family, engine_version="2019", endpoint=endpoint,  # type: ignore[arg-type]
+                      api_endpoint="http://127.0.0.1:4580")
+
+
+@pytest.fixture
+def driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PuppetServerDriver:
+    monkeypatch.setattr(puppetserver, "missing_package", lambda: "")
+    ctx = DriverContext(data_dir=tmp_path, port_min=28960, port_max=28969)
+    return PuppetServerDriver(ctx)
+
+
+def test_a_missing_package_is_a_clear_error(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(puppetserver, "PUPPETSERVER_JAR", tmp_path / "absent.jar")
+    drv = PuppetServerDriver(DriverContext(data_dir=tmp_path))
+    with pytest.raises(EngineError, match=r"apt-get install puppetserver"):
+        drv.allocate_endpoint(SERVER_ID, "web", "us-east-1")
+    with pytest.raises(EngineError, match=r"Debian package puppetserver"):
+        drv.prepare(spec("127.0.0.1:28960"), {})
+
+
+def test_prepare_makes_the_ca_and_writes_nothing_but_the_port(
+        driver: PuppetServerDriver, tmp_path: Path) -> None:
+    endpoint = driver.allocate_endpoint(SERVER_ID, "web", "us-east-1")
+    assert endpoint == "127.0.0.1:28960"
+    prepared = driver.prepare(spec(endpoint), {})
+    material = prepared.material
+    assert sorted(p.name for p in (tmp_path / "engines" / SERVER_ID).iterdir()) == ["port"]
+    assert driver.public_attributes(spec(endpoint), material) == [
+        ("PUPPET_API_CA_CERT", material.public["ca_cert"])]
+    assert {"PUPPET_ADMIN_PASSWORD", "PUPPET_STARTER_KIT"} <= {
+        n for n, _ in prepared.one_time_attributes}
+    assert pki.verify_chain(material.public["server_cert"], material.public["ca_cert"])
+    assert "127.0.0.1" in pki.certificate_names(material.public["server_cert"])
+    client = x509.load_pem_x509_certificate(material.public[puppet_ca.CLIENT_CERT].encode())
+    assert client.extensions.get_extension_for_oid(puppet_ca.PP_CLI_AUTH).value.value == (
+        b"\x0c\x04true")
+    assert pki.verify_chain(material.public[puppet_ca.CLIENT_CERT], material.public["ca_cert"])
+    assert material.secrets[puppet_ca.CLIENT_KEY].startswith("-----BEGIN PRIVATE KEY")
+
+
+def test_the_ca_is_installed_as_puppetserver_expects(
+        driver: PuppetServerDriver, tmp_path: Path) -> None:
+    material = driver.prepare(spec("127.0.0.1:28960"), {}).material
+    ca_dir = tmp_path / "ca"
+    puppet_ca.install_ca(ca_dir, material)
+    names = {p.name for p in ca_dir.iterdir()}
+    assert {"ca_crt.pem", "ca_key.pem", "ca_pub.pem", "ca_crl.pem", "serial", "inventory.txt",
+            "signed", "requests"} <= names
+    assert (ca_dir / "ca_key.pem").stat().st_mode & 0o777 == 0o600
+    assert (ca_dir / "serial").read_text() == "0001"
+    assert (ca_dir / "ca_crt.pem").read_text() == material.public["ca_cert"]
+    assert not puppet_ca.is_revoked(ca_dir, material.public["server_cert"])
+
+
+def test_the_configuration_is_the_servers_own(tmp_path: Path) -> None:
+    root = tmp_path / "engines" / SERVER_ID
+    files = render_config(root=root, state=root / "state", conf=root / "conf",
+                          ssl=root / "ssl", var=root / "var", run=root / "run",
+                          log=root / "log", certname="127.0.0.1", host="127.0.0.1", port=28961,
+                          alt_names=["127.0.0.1"], server_label="web")
+    web = json.loads(files["conf.d/webserver.conf"])["webserver"]
+    assert (web["ssl-host"], web["ssl-port"]) == ("127.0.0.1", 28961)
+    jruby = json.loads(files["conf.d/puppetserver.conf"])["jruby-puppet"]
+    for key in ("gem-home", "server-conf-dir", "server-code-dir", "server-var-dir",
+                "server-run-dir", "server-log-dir"):
+        assert jruby[key].startswith(str(root)), key
+    assert "certname = 127.0.0.1" in files["puppet.conf"]
+    assert f"cadir = {root / 'state' / 'ca'}" in files["puppet.conf"]
+    assert "serverport = 28961" in files["puppet.conf"]
+    assert "/etc/puppet" not in "".join(files.values())
+    assert "analytics" not in files["services.d/bootstrap.cfg"]
+
+
+def test_node_names_follow_puppets_certname_rules(driver: PuppetServerDriver) -> None:
+    server = spec("127.0.0.1:28960")
+    csr = {"PUPPET_NODE_CSR": csr_pem("web-1.example.com")}
+    assert driver.check_node_request(server, "associate", "web-1.example.com", csr)
+    for bad in ("Web1", "node:1", "ends-", "127.0.0.1", puppet_ca.CLIENT_NAME):
+        attributes = {"PUPPET_NODE_CSR": csr_pem(bad)}
+        with pytest.raises(InvalidEngineAttribute):
+            driver.check_node_request(server, "associate", bad, attributes)
+    with pytest.raises(EngineError):
+        driver.prepare(spec("127.0.0.1:28960", family="Chef"), {})
+
+
+def test_a_backup_of_an_embedded_server_restores_onto_puppetserver(
+        driver: PuppetServerDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    embedded = EmbeddedDriver(DriverContext(data_dir=tmp_path / "embedded"), "Puppet")
+    old = spec("web-abc.us-east-1.opsworks-cm.io")
+    material = embedded.prepare(old, {}).material
+    embedded.provision(old, material)
+    embedded.associate_node(old, material, "kept.example.com",
+                            {"PUPPET_NODE_CSR": csr_pem("kept.example.com")})
+    embedded.associate_node(old, material, "gone.example.com",
+                            {"PUPPET_NODE_CSR": csr_pem("gone.example.com")})
+    embedded.disassociate_node(old, material, "gone.example.com", {})
+    artifact = embedded.backup(old, material)
+
+    started: list[str] = []
+    monkeypatch.setattr(driver, "_start", lambda s, paths, restart: started.append(s.endpoint))
+    new = spec(driver.allocate_endpoint(SERVER_ID, "web", "us-east-1"))
+    restored = driver.restore(new, artifact)
+    assert started == [new.endpoint]
+    assert restored.public["ca_cert"] == material.public["ca_cert"]
+    assert "127.0.0.1" in pki.certificate_names(restored.public["server_cert"])
+    assert driver.node_names(new) == ["kept.example.com"]
+    ca_dir = tmp_path / "engines" / SERVER_ID / "state" / "ca"
+    assert (ca_dir / "ca_key.pem").stat().st_mode & 0o777 == 0o600
+    # and the puppetserver backup of it restores again, with the same CA and nodes
+    again = driver.backup(new, restored)
+    assert driver.restore(new, again).public["ca_cert"] == material.public["ca_cert"]
+    assert driver.node_names(new) == ["kept.example.com"]
+    with pytest.raises(EngineError):
+        driver.restore(new, again[:-10])  # a damaged artifact changes nothing
+    assert driver.node_names(new) == ["kept.example.com"]
