@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from cmhost import __version__
 from cmhost.service import events, states
@@ -47,15 +48,10 @@ def settings_of(server: Row) -> dict[str, Any]:
     }
 
 
-def _new_backup_id(conn: Connection, name: str, now: float) -> tuple[str, float]:
-    """`<ServerName>-yyyyMMddHHmmssSSS`; a millisecond later if that one is taken."""
-    millis = int(now * 1000)
-    while True:
-        moment = datetime.fromtimestamp(millis / 1000, UTC)
-        backup_id = f"{name}-{moment:%Y%m%d%H%M%S}{millis % 1000:03d}"
-        if repo.get_backup_by_id(conn, backup_id) is None:
-            return backup_id, millis / 1000
-        millis += 1
+def _backup_id(name: str, millis: int) -> str:
+    """`<ServerName>-yyyyMMddHHmmssSSS` (UTC)."""
+    moment = datetime.fromtimestamp(millis / 1000, UTC)
+    return f"{name}-{moment:%Y%m%d%H%M%S}{millis % 1000:03d}"
 
 
 def insert_backup(rt: Runtime, conn: Connection, server: Row, *,
@@ -63,8 +59,28 @@ def insert_backup(rt: Runtime, conn: Connection, server: Row, *,
                   user_arn: str | None = None, tags: Mapping[str, str] | None = None
                   ) -> dict[str, Any]:
     """A new IN_PROGRESS backup row of `server`, with the server's tags (and `tags`)."""
-    backup_id, created_at = _new_backup_id(conn, server["name"], now)
-    row: dict[str, Any] = {
+    millis = int(now * 1000)
+    row: dict[str, Any] = {}
+    while True:  # servers of one name in other accounts may take the same millisecond
+        backup_id, created_at = _backup_id(server["name"], millis), millis / 1000
+        if repo.get_backup_by_id(conn, backup_id) is None:
+            row = _backup_row(server, backup_id, created_at, backup_type, description, user_arn)
+            try:
+                with conn.begin_nested():
+                    repo.insert_backup(conn, row)
+                break
+            except IntegrityError:
+                pass  # taken between the check and the insert (PostgreSQL): try the next one
+        millis += 1
+    copied = {r["key"]: r["value"] for r in repo.list_tags(conn, server["arn"])}
+    copied.update(tags or {})
+    repo.put_tags(conn, row["arn"], copied)
+    return row
+
+
+def _backup_row(server: Row, backup_id: str, created_at: float, backup_type: str,
+                description: str | None, user_arn: str | None) -> dict[str, Any]:
+    return {
         "id": backup_id, "account": server["account"], "region": server["region"],
         "arn": f"arn:aws:opsworks-cm:{server['region']}:{server['account']}:backup/{backup_id}",
         "server_id": server["id"], "server_name": server["name"], "backup_type": backup_type,
@@ -72,11 +88,6 @@ def insert_backup(rt: Runtime, conn: Connection, server: Row, *,
         "user_arn": user_arn, "settings": settings_of(server), "artifact_key": None,
         "artifact_sha256": None, "artifact_size": None, "created_at": created_at,
     }
-    repo.insert_backup(conn, row)
-    copied = {r["key"]: r["value"] for r in repo.list_tags(conn, server["arn"])}
-    copied.update(tags or {})
-    repo.put_tags(conn, row["arn"], copied)
-    return row
 
 
 def _backup_limit(rt: Runtime, account: Row | None) -> int:

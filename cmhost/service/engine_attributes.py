@@ -60,8 +60,11 @@ def update_attributes(rt: Runtime, caller: Caller, *, server_name: str, name: st
     now = rt.clock.now()
     material = prepared.material
     with rt.db.write() as conn:
+        # The new material was built from the row read above: apply it only if nothing
+        # (a restore, say) wrote the server since.
         if not repo.transition_server(conn, server["id"],
                                       states.ALLOWED["UpdateServerEngineAttributes"],
+                                      expected_revision=server["revision"],
                                       status=states.MODIFYING, updated_at=now,
                                       engine_public=dict(material.public),
                                       engine_secrets_enc=rt.box.encrypt(

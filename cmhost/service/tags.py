@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from sqlalchemy import Connection
@@ -74,6 +75,9 @@ def _check_taggable(row: Row, operation: str) -> None:
 def tag_resource(db: Database, caller: Caller, arn: str, tags: Sequence[tuple[str, str]]) -> None:
     new = tags_to_dict(tags)
     with db.write() as conn:
+        # Tag writes of an account are serialized (on PostgreSQL too): the 50-tag limit and
+        # the replace-by-key below hold under concurrent calls.
+        repo.lock_account(conn, caller.account, time.time())
         row = _resource(conn, caller, arn)
         _check_taggable(row, "TagResource")
         existing = {r["key"] for r in repo.list_tags(conn, arn)}
@@ -86,6 +90,7 @@ def tag_resource(db: Database, caller: Caller, arn: str, tags: Sequence[tuple[st
 
 def untag_resource(db: Database, caller: Caller, arn: str, keys: Sequence[str]) -> None:
     with db.write() as conn:
+        repo.lock_account(conn, caller.account, time.time())
         row = _resource(conn, caller, arn)
         _check_taggable(row, "UntagResource")
         repo.delete_tags(conn, arn, [key.strip() for key in keys])

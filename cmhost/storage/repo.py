@@ -163,14 +163,15 @@ def update_server(conn: Connection, server_id: str, **values: Any) -> None:
                  .values(revision=servers.c.revision + 1, **values))
 
 
-def transition_server(conn: Connection, server_id: str, allowed: Iterable[str], **values: Any
-                      ) -> bool:
-    """Set `values` only if the server is still in one of `allowed` states (compare-and-set)."""
-    result = conn.execute(
-        update(servers)
-        .where(servers.c.id == server_id, servers.c.status.in_(list(allowed)))
-        .values(revision=servers.c.revision + 1, **values)
-    )
+def transition_server(conn: Connection, server_id: str, allowed: Iterable[str], *,
+                      expected_revision: int | None = None, **values: Any) -> bool:
+    """Set `values` only if the server is still in one of `allowed` states (and, if given,
+    still at `expected_revision`): a compare-and-set."""
+    query = update(servers).where(servers.c.id == server_id,
+                                  servers.c.status.in_(list(allowed)))
+    if expected_revision is not None:
+        query = query.where(servers.c.revision == expected_revision)
+    result = conn.execute(query.values(revision=servers.c.revision + 1, **values))
     return result.rowcount == 1
 
 
