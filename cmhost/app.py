@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,6 +20,7 @@ from cmhost.engines.base import DriverContext, EngineDriver, EngineFamily
 from cmhost.engines.embedded import EmbeddedDriver
 from cmhost.service.artifacts import sign_key
 from cmhost.service.health import HealthMonitor
+from cmhost.service.housekeeping import TempSweeper
 from cmhost.service.jobs import job_handlers
 from cmhost.service.keys import KeyDirectory
 from cmhost.service.retention import EventPruner
@@ -54,10 +56,12 @@ def open_database(settings: Settings) -> tuple[Database, SecretBox]:
             try:
                 box.decrypt(check, MASTER_CHECK_KEY)
             except MasterKeyError:
+                source = ("CMHOST_MASTER_KEY" if os.environ.get("CMHOST_MASTER_KEY")
+                          else str(key_file))
                 raise MasterKeyError(
-                    f"the master key ({key_file}) is not the key this database was created "
-                    "with; start cmhost with the original key (--master-key-file or "
-                    "CMHOST_MASTER_KEY_FILE)") from None
+                    f"the master key ({source}) is not the key this database was created "
+                    "with; start cmhost with the original key (--master-key-file, "
+                    "CMHOST_MASTER_KEY_FILE or CMHOST_MASTER_KEY)") from None
     return db, box
 
 
@@ -108,7 +112,8 @@ class CmhostApp:
                              lease_seconds=settings.job_lease_seconds,
                              tickers=[Scheduler(self.runtime),
                                       HealthMonitor(self.runtime, settings.health_interval),
-                                      EventPruner(self.runtime, settings.events_per_server)])
+                                      EventPruner(self.runtime, settings.events_per_server),
+                                      TempSweeper(self.runtime)])
         self.runtime.wake_worker = self.worker.wake
         self.keys = KeyDirectory(self.db, self.box, allow_dev_key=settings.loopback)
         # Few threads: handlers hold the GIL most of the time, and more threads only contend.

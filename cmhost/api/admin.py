@@ -10,7 +10,8 @@ from concurrent.futures import Executor
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from cmhost.api.protocol import Receive, Scope, Send, read_body, send_json
+from cmhost.api.errors import RequestEntityTooLarge
+from cmhost.api.protocol import ClientGone, Receive, Scope, Send, read_body, send_json
 from cmhost.workflows.clock import Clock
 
 JSON = b"application/json"
@@ -54,13 +55,20 @@ class AdminApp:
                             "The clock is real; start cmhost with --clock virtual to advance it.")
                 return
             try:
-                body = json.loads(await read_body(receive, 64 * 1024) or b"{}")
+                raw = await read_body(receive, 64 * 1024)
+            except ClientGone:
+                return
+            except RequestEntityTooLarge as exc:
+                await error(exc.status, exc.code, exc.message)
+                return
+            try:
+                body = json.loads(raw or b"{}")
                 seconds = body["advance"]
                 run = body.get("run", True)
                 if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
                         or not 0 <= seconds <= 10 * 365 * 86400 or not isinstance(run, bool):
                     raise ValueError
-            except (ValueError, KeyError, TypeError, AttributeError):
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
                 await error(400, "ValidationException",
                             'Expected a JSON body {"advance": <seconds, 0 to 10 years>} '
                             '(optionally "run": false to only move the clock).')

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
@@ -34,18 +35,41 @@ ACCEPTED_CONTENT_TYPES = {"application/x-amz-json-1.1", "application/x-amz-json-
                           "application/json", ""}
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a string anywhere in a parsed JSON value is not encodable as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class ClientGone(Exception):
+    """The client went away before its request's body was complete: nothing is executed."""
+
+
 async def read_body(receive: Receive, limit: int) -> bytes:
-    """The request body; RequestEntityTooLarge as soon as it passes `limit` bytes."""
+    """The request body; RequestEntityTooLarge as soon as it passes `limit` bytes, and
+    ClientGone when the connection ends before the body does."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -90,6 +114,8 @@ class AwsJsonApp:
         request_id = str(uuid.uuid4())
         try:
             status, payload = await self._handle(scope, receive, request_id)
+        except ClientGone:
+            return  # nobody to answer
         except errors.ApiError as exc:
             await send_error(send, exc.status, exc.code, exc.message, request_id)
             return
@@ -122,6 +148,9 @@ class AwsJsonApp:
             .split("?", 1)[0] or "/", query_string=scope.get("query_string", b"")
             .decode("latin-1"), headers=headers, body=body))
         target = header.get("x-amz-target")
+        if sum(1 for k, _ in headers if k == "x-amz-target") > 1:
+            raise errors.InvalidAction(
+                "The request has more than one X-Amz-Target header; name one operation.")
         if not target:
             raise errors.MissingAction(
                 "The request has no X-Amz-Target header naming the operation "
@@ -165,7 +194,7 @@ class AwsJsonApp:
                 continue
             kind = member.shape.type
             if kind == "integer":
-                params[name] = int(value) if value.lstrip("-").isdigit() else value
+                params[name] = int(value) if _INTEGER.fullmatch(value) else value
             elif kind == "boolean":
                 params[name] = {"true": True, "false": False}.get(value.lower(), value)
             elif kind == "string":
@@ -194,4 +223,8 @@ class AwsJsonApp:
         if not isinstance(params, dict):
             raise errors.SerializationException(
                 "The request body must be a JSON object (structure).")
+        if b"\\u" in body and _has_lone_surrogate(params):
+            raise errors.SerializationException(
+                "The request body holds an unpaired UTF-16 surrogate (\\uD800-\\uDFFF), "
+                "which is not a character.")
         return params

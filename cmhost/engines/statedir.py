@@ -10,13 +10,14 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
+from cmhost import tempfiles
 from cmhost.engines.base import EngineError
 
 
 def write_atomic(path: Path, data: str | bytes, *, mode: int = 0o644) -> None:
     """Replace `path` with `data` so a reader sees the old file or the new one, never half."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfiles.create_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(raw)
@@ -31,8 +32,8 @@ def write_atomic(path: Path, data: str | bytes, *, mode: int = 0o644) -> None:
 
 
 def _is_leftover(name: str) -> bool:
-    """A temporary file `write_atomic` left behind when the process died mid-write."""
-    return name.startswith(".") and name.endswith(".tmp")
+    """A temporary file of `write_atomic` (being written, or left behind by a crash)."""
+    return tempfiles.is_temporary(name)
 
 
 @contextlib.contextmanager

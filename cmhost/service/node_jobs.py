@@ -39,7 +39,13 @@ class NodeJob(ServerJob):
             if request["action"] == "associate":
                 result = driver.associate_node(spec, self.material(row), node, attributes)
             else:
-                if node not in driver.node_names(spec):
+                if "known" not in job.payload:
+                    # Decided once and recorded before the engine changes anything: a retry
+                    # after a crash mid-removal must not find the node gone and report it
+                    # was never there.
+                    known = node in driver.node_names(spec)
+                    return goto(job.step, payload={**job.payload, "known": known})
+                if not job.payload["known"]:
                     return finish(self._result(request, row, now, error=(
                         f"Node {node} is not associated with server {row['name']}.")))
                 driver.disassociate_node(spec, self.material(row), node, attributes)

@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 from cmhost.service import states
 from cmhost.service.context import Caller
 from cmhost.service.errors import (
+    InvalidNextTokenException,
     InvalidStateException,
     ResourceNotFoundException,
     ValidationException,
@@ -102,11 +103,15 @@ def list_tags(db: Database, pager: Pager, caller: Caller, arn: str, *,
     limit = page_size(max_results)
     scope = f"ListTagsForResource|{arn}"
     after = None
-    if next_token is not None:
-        cursor = pager.decode(next_token, scope)
-        after = str(cursor[0]) if cursor else None
     with db.read() as conn:
-        _resource(conn, caller, arn)
+        _resource(conn, caller, arn)  # first: another account's ARN is not found, whatever
+        if next_token is not None:
+            try:
+                cursor = pager.decode(next_token, scope)
+            except InvalidNextTokenException as exc:
+                # ListTagsForResource declares no InvalidNextTokenException.
+                raise ValidationException(exc.message) from None
+            after = str(cursor[0]) if cursor else None
         rows = repo.list_tags(conn, arn, after_key=after, limit=limit + 1)
     token = None
     if len(rows) > limit:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
+
+from cmhost import tempfiles
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 
@@ -28,7 +29,9 @@ class BlobStore(Protocol):
 
 
 class DirectoryBlobStore:
-    """Blobs as files under one directory; a write is atomic (temp file, fsync, rename)."""
+    """Blobs as files under one directory; a write is atomic (temp file, fsync, rename).
+    The temporary files of writers that died are removed by `service.housekeeping`.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -42,7 +45,7 @@ class DirectoryBlobStore:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfiles.create_beside(path)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)

@@ -17,7 +17,9 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Insert
 
 from cmhost.storage.tables import (
     access_keys,
@@ -31,6 +33,14 @@ from cmhost.storage.tables import (
     servers,
     tags,
 )
+
+
+def _insert_ignore(conn: Connection, table: Any, values: Mapping[str, Any],
+                   keys: Sequence[str]) -> Insert:
+    """INSERT … ON CONFLICT (keys) DO NOTHING, on SQLite and PostgreSQL alike."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+
 
 # --- meta -------------------------------------------------------------------------------
 
@@ -57,7 +67,10 @@ def lock_account(conn: Connection, account: str, now: float) -> RowMapping:
         select(accounts).where(accounts.c.account == account).with_for_update()
     ).mappings().first()
     if row is None:
-        conn.execute(insert(accounts).values(account=account, created_at=now))
+        # Two first requests of a new account may both get here: the second one's insert
+        # waits for the first's commit and then does nothing.
+        conn.execute(_insert_ignore(conn, accounts, {"account": account, "created_at": now},
+                                    ["account"]))
         row = conn.execute(
             select(accounts).where(accounts.c.account == account).with_for_update()
         ).mappings().one()

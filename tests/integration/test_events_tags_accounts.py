@@ -262,10 +262,11 @@ def test_list_tags_pagination(client: Any, tagged: str) -> None:
         ResourceArn=tagged, PaginationConfig={"PageSize": 10})
     assert [len(p["Tags"]) for p in pages] == [10, 10, 3]
     token = client.list_tags_for_resource(ResourceArn=tagged, MaxResults=5)["NextToken"]
-    expect_error(client.list_tags_for_resource, "InvalidNextTokenException",
+    # ListTagsForResource's model declares no InvalidNextTokenException: ValidationException.
+    expect_error(client.list_tags_for_resource, "ValidationException",
                  ResourceArn=tagged, NextToken="garbage")
     other = quick_server(client, "other-tags")["ServerArn"]
-    expect_error(client.list_tags_for_resource, "InvalidNextTokenException",
+    expect_error(client.list_tags_for_resource, "ValidationException",
                  ResourceArn=other, NextToken=token)
 
 

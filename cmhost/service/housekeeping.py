@@ -1,0 +1,37 @@
+"""Housekeeping: the temporary files that crashed writers left behind are removed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cmhost import tempfiles
+from cmhost.service.runtime import Runtime
+from cmhost.storage.blobs import DirectoryBlobStore
+
+
+class TempSweeper:
+    """A worker ticker: every `interval` seconds (of the job clock) removes stale temporary
+    files of the blob directory and of the engines' state (`tempfiles.sweep`). Start-up
+    sweeps too, but in a team of processes the one that crashed may never start again."""
+
+    def __init__(self, rt: Runtime, interval: float = 60.0) -> None:
+        self.rt = rt
+        self.interval = interval
+        self._next: float | None = None
+
+    def roots(self) -> list[Path]:
+        roots = [self.rt.settings.data_dir / "engines"]
+        if isinstance(self.rt.blobs, DirectoryBlobStore):
+            roots.append(self.rt.blobs.root)
+        return roots
+
+    def next_due(self, now: float) -> float | None:
+        return None
+
+    def tick(self, now: float) -> int:
+        if self._next is not None and now < self._next:
+            return 0
+        self._next = now + self.interval
+        for root in self.roots():
+            tempfiles.sweep(root)
+        return 0  # nothing for the worker to run because of it
