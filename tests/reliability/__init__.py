@@ -1,0 +1,1 @@
+"""Reliability: crash consistency under SIGKILL and races through real HTTP."""
