@@ -451,19 +451,30 @@ def all_servers(conn: Connection) -> Sequence[RowMapping]:
     return conn.execute(select(servers).order_by(servers.c.created_at)).mappings().all()
 
 
-def prune_events(conn: Connection, server_id: str, keep: int) -> int:
-    """Delete a server's events beyond the newest `keep`; returns how many went."""
-    boundary = conn.execute(
+def event_prune_boundary(conn: Connection, server_id: str, keep: int
+                         ) -> tuple[float, int] | None:
+    """(created_at, id) of the newest event beyond a server's newest `keep`, if any."""
+    row = conn.execute(
         select(events.c.created_at, events.c.id).where(events.c.server_id == server_id)
         .order_by(events.c.created_at.desc(), events.c.id.desc()).offset(keep).limit(1)
     ).first()
-    if boundary is None:
-        return 0
+    return None if row is None else (row[0], row[1])
+
+
+def delete_events_through(conn: Connection, server_id: str, boundary: tuple[float, int]
+                          ) -> int:
+    """Delete a server's events up to and including `boundary`; returns how many went."""
     at, event_id = boundary
     result = conn.execute(delete(events).where(
         events.c.server_id == server_id,
         or_(events.c.created_at < at, and_(events.c.created_at == at, events.c.id <= event_id))))
     return int(result.rowcount or 0)
+
+
+def prune_events(conn: Connection, server_id: str, keep: int) -> int:
+    """Delete a server's events beyond the newest `keep`; returns how many went."""
+    boundary = event_prune_boundary(conn, server_id, keep)
+    return 0 if boundary is None else delete_events_through(conn, server_id, boundary)
 
 
 def server_ids(conn: Connection) -> list[str]:
