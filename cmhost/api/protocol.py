@@ -38,18 +38,21 @@ ACCEPTED_CONTENT_TYPES = {"application/x-amz-json-1.1", "application/x-amz-json-
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 
 
-def _has_lone_surrogate(value: Any) -> bool:
-    """Whether a string anywhere in a parsed JSON value is not encodable as UTF-8."""
+def _unstorable_text(value: Any) -> bool:
+    """Whether a string anywhere in a parsed JSON value holds an unpaired surrogate (not
+    encodable as UTF-8) or a NUL character (which PostgreSQL text cannot hold)."""
     if isinstance(value, str):
+        if "\x00" in value:
+            return True
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return True
         return False
     if isinstance(value, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+        return any(_unstorable_text(k) or _unstorable_text(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_lone_surrogate(v) for v in value)
+        return any(_unstorable_text(v) for v in value)
     return False
 
 
@@ -192,6 +195,9 @@ class AwsJsonApp:
             member = operation.input.get_member(name)
             if member is None:
                 continue
+            if _unstorable_text(value):
+                raise errors.SerializationException(
+                    f"{name} holds a NUL character, which cannot be stored.")
             kind = member.shape.type
             if kind == "integer":
                 params[name] = int(value) if _INTEGER.fullmatch(value) else value
@@ -223,8 +229,8 @@ class AwsJsonApp:
         if not isinstance(params, dict):
             raise errors.SerializationException(
                 "The request body must be a JSON object (structure).")
-        if b"\\u" in body and _has_lone_surrogate(params):
+        if b"\\u" in body and _unstorable_text(params):  # both come only as \\u escapes
             raise errors.SerializationException(
-                "The request body holds an unpaired UTF-16 surrogate (\\uD800-\\uDFFF), "
-                "which is not a character.")
+                "The request body holds a NUL character (\\u0000) or an unpaired UTF-16 "
+                "surrogate (\\uD800-\\uDFFF) in a string; neither can be stored.")
         return params
