@@ -207,7 +207,9 @@ def list_events(conn: Connection, server_id: str, *, before: tuple[float, int] |
     query = select(events).where(events.c.server_id == server_id)
     if before is not None:
         at, event_id = before
-        query = query.where(or_(events.c.created_at < at,
+        # The first condition is implied by the second; it gives the index a start.
+        query = query.where(events.c.created_at <= at,
+                            or_(events.c.created_at < at,
                                 and_(events.c.created_at == at, events.c.id < event_id)))
     query = query.order_by(events.c.created_at.desc(), events.c.id.desc()).limit(limit)
     return conn.execute(query).mappings().all()
@@ -364,7 +366,9 @@ def list_backups(conn: Connection, account: str, region: str, *, server_name: st
         query = query.where(backups.c.server_name == server_name)
     if before is not None:
         at, backup_id = before
-        query = query.where(or_(backups.c.created_at < at,
+        # The first condition is implied by the second; it gives the index a start.
+        query = query.where(backups.c.created_at <= at,
+                            or_(backups.c.created_at < at,
                                 and_(backups.c.created_at == at, backups.c.id < backup_id)))
     query = query.order_by(backups.c.created_at.desc(), backups.c.id.desc()).limit(limit)
     return conn.execute(query).mappings().all()
