@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class Database:
         self._compiled: dict[int, SQLCompiler] = {}
         self._local = threading.local()
         self._statements: list[Select[Any]] = []
+        self._fast: Engine | None = None
         if self.is_sqlite:
             if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +56,8 @@ class Database:
         else:
             self._writer = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
             self._reader = self._writer
+            # `fetch` keeps one connection per thread, outside the pool.
+            self._fast = create_engine(url, poolclass=NullPool)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -91,18 +94,35 @@ class Database:
                 return list(cursor.fetchall())
             finally:
                 cursor.close()
-        pooled = self._reader.raw_connection()
+        assert self._fast is not None
         try:
-            cursor = pooled.cursor()
-            try:
-                cursor.execute(str(compiled), args)
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
-            pooled.rollback()  # end the driver's implicit transaction before pooling
+            return self._fetch_server(str(compiled), args)
+        except self._fast.dialect.loaded_dbapi.OperationalError:
+            self._drop_fast_connection()  # a server restart, say: once more, reconnected
+            return self._fetch_server(str(compiled), args)
+
+    def _fetch_server(self, sql: str, args: Any) -> list[tuple[Any, ...]]:
+        """One statement on this thread's own autocommit connection: no pool checkout, no
+        ping, no rollback, one round trip (and the driver prepares repeated statements)."""
+        raw = getattr(self._local, "raw", None)
+        if raw is None:
+            assert self._fast is not None
+            raw = self._fast.raw_connection()
+            raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+            self._local.raw = raw
+        cursor = raw.cursor()
+        try:
+            cursor.execute(sql, args)
+            return [tuple(r) for r in cursor.fetchall()]
         finally:
-            pooled.close()
-        return [tuple(r) for r in rows]
+            cursor.close()
+
+    def _drop_fast_connection(self) -> None:
+        raw = getattr(self._local, "raw", None)
+        self._local.raw = None
+        if raw is not None:
+            with suppress(Exception):  # it may be broken already
+                raw.invalidate()
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""
@@ -125,6 +145,9 @@ class Database:
         return inspect(self._reader).get_table_names()
 
     def dispose(self) -> None:
+        self._drop_fast_connection()
+        if self._fast is not None:
+            self._fast.dispose()
         self._writer.dispose()
         if self._reader is not self._writer:
             self._reader.dispose()
