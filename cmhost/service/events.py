@@ -25,25 +25,29 @@ def server_not_found(name: str) -> ResourceNotFoundException:
 def describe_events(db: Database, pager: Pager, caller: Caller, *, server_name: str,
                     max_results: int | None, next_token: str | None
                     ) -> tuple[list[Event], str | None]:
+    """A page of a server's events, newest first. Two indexed reads on the raw read path:
+    the server's id by name, then the page after the token's (created_at, id) cursor."""
     limit = page_size(max_results)
-    with db.read() as conn:
-        server = repo.get_server(conn, caller.account, caller.region, server_name)
-        if server is None:
-            raise server_not_found(server_name)
-        scope = f"DescribeEvents|{server['id']}"
-        before: tuple[float, int] | None = None
-        if next_token is not None:
-            cursor = pager.decode(next_token, scope)
-            try:
-                before = (float(cursor[0]), int(cursor[1]))
-            except (IndexError, TypeError, ValueError):
-                before = None
-            if before is None:
-                pager.decode("", scope)  # raises InvalidNextTokenException
-        rows = repo.list_events(conn, server["id"], before=before, limit=limit + 1)
+    found = db.fetch(repo.SERVER_REVISION_BY_NAME, {
+        "account": caller.account, "region": caller.region, "name": server_name})
+    if not found:
+        raise server_not_found(server_name)
+    server_id = found[0][0]
+    scope = f"DescribeEvents|{server_id}"
+    if next_token is None:
+        rows = db.fetch(repo.EVENTS_PAGE, {"server_id": server_id, "limit": limit + 1})
+    else:
+        cursor = pager.decode(next_token, scope)
+        try:
+            at, event_id = float(cursor[0]), int(cursor[1])
+        except (IndexError, TypeError, ValueError):
+            pager.decode("", scope)  # raises InvalidNextTokenException
+            raise
+        rows = db.fetch(repo.EVENTS_PAGE_BEFORE, {"server_id": server_id, "at": at,
+                                                  "id": event_id, "limit": limit + 1})
     token = None
     if len(rows) > limit:
         rows = rows[:limit]
-        token = pager.encode(scope, [rows[-1]["created_at"], rows[-1]["id"]])
-    return [Event(server_name=r["server_name"], created_at=r["created_at"],
-                  message=r["message"], log_url=r["log_url"]) for r in rows], token
+        token = pager.encode(scope, [rows[-1][2], rows[-1][0]])
+    return [Event(server_name=name, created_at=created_at, message=message, log_url=log_url)
+            for _, name, created_at, message, log_url in rows], token

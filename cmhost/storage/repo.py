@@ -215,6 +215,24 @@ def list_events(conn: Connection, server_id: str, *, before: tuple[float, int] |
     return conn.execute(query).mappings().all()
 
 
+# DescribeEvents' hot path (Database.fetch): a page of (id, server_name, created_at, message,
+# log_url), newest first; the second statement continues after a (created_at, id) cursor.
+_EVENT_COLUMNS = (events.c.id, events.c.server_name, events.c.created_at, events.c.message,
+                  events.c.log_url)
+EVENTS_PAGE = (
+    select(*_EVENT_COLUMNS).where(events.c.server_id == bindparam("server_id"))
+    .order_by(events.c.created_at.desc(), events.c.id.desc()).limit(bindparam("limit"))
+)
+EVENTS_PAGE_BEFORE = (
+    select(*_EVENT_COLUMNS).where(
+        events.c.server_id == bindparam("server_id"),
+        events.c.created_at <= bindparam("at"),  # implied by the next one: the index's start
+        or_(events.c.created_at < bindparam("at"),
+            and_(events.c.created_at == bindparam("at"), events.c.id < bindparam("id"))))
+    .order_by(events.c.created_at.desc(), events.c.id.desc()).limit(bindparam("limit"))
+)
+
+
 def delete_events(conn: Connection, server_id: str) -> None:
     conn.execute(delete(events).where(events.c.server_id == server_id))
 
