@@ -33,3 +33,14 @@ typecheck: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: bench-scale bench-all
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py $(ARGS)
+
+# Every benchmark of issue 6, one after the other (~20-25 min on 2 cores).
+bench-all: $(STAMP)
+	$(BIN)/python bench/describe.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/create.py
+	$(BIN)/python bench/memory.py
