@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import secrets
 import shutil
 import string
+import time
 from pathlib import Path
 
 from cmhost.engines import archive, embedded_nodes, pki
@@ -52,6 +54,23 @@ def _dump(value: object) -> str:
     return json.dumps(value, indent=2, sort_keys=True) + "\n"
 
 
+VERIFIED_SECONDS = 3600.0
+_STAMPED = ("", "engine.json", "ca.pem", "server.pem", "crl.pem", "revoked.json", "nodes")
+
+
+def _state_stamp(root: Path) -> tuple[tuple[int, int, int] | None, ...]:
+    """(inode, size, mtime) of the state directory, its files and its node registry."""
+    stamps: list[tuple[int, int, int] | None] = []
+    for name in _STAMPED:
+        try:
+            st = os.stat(root / name) if name else os.stat(root)
+        except FileNotFoundError:
+            stamps.append(None)
+        else:
+            stamps.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(stamps)
+
+
 class EmbeddedDriver:
     """Servers of one engine family that live in cmhost's data directory."""
 
@@ -59,6 +78,8 @@ class EmbeddedDriver:
 
     def __init__(self, ctx: DriverContext, family: EngineFamily) -> None:
         self._ctx = ctx
+        # server id -> (state stamp, monotonic time until which a healthy check stands)
+        self._verified: dict[str, tuple[object, float]] = {}
         self._family: EngineFamily = family
 
     # ------------------------------------------------------------------ identity
@@ -114,12 +135,26 @@ class EmbeddedDriver:
             embedded_nodes.write_crl(root, material)
 
     def check_health(self, spec: ServerSpec, material: EngineMaterial) -> Health:
-        """HEALTHY when the state is complete and consistent; CONNECTION_LOST when it is gone."""
+        """HEALTHY when the state is complete and consistent; CONNECTION_LOST when it is gone.
+
+        A full check reads and verifies every file. A server found healthy is only checked
+        again in full when a file or directory of its state changed (every change renames or
+        rewrites one), or after VERIFIED_SECONDS (certificates expire): the health monitor
+        looks at every server each interval, and most have not changed.
+        """
         root = self.server_dir(spec)
         if not root.is_dir():
             return Health("CONNECTION_LOST", "The engine's state directory is gone.")
+        stamp = (_state_stamp(root), material.public.get("ca_cert"))
+        known = self._verified.get(spec.server_id)
+        if known is not None and known[0] == stamp and time.monotonic() < known[1]:
+            return Health("HEALTHY")
         problem = self._find_problem(root, spec, material)
-        return Health("UNHEALTHY", problem) if problem else Health("HEALTHY")
+        if problem:
+            self._verified.pop(spec.server_id, None)
+            return Health("UNHEALTHY", problem)
+        self._verified[spec.server_id] = (stamp, time.monotonic() + VERIFIED_SECONDS)
+        return Health("HEALTHY")
 
     def _find_problem(self, root: Path, spec: ServerSpec, material: EngineMaterial) -> str:
         try:

@@ -7,6 +7,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -267,6 +268,30 @@ def test_health_follows_the_state_on_disk(tmp_path: Path, chef_prepared: Prepare
     driver.destroy(spec)
     health = driver.check_health(spec, material)
     assert health.status == "CONNECTION_LOST" and health.reason
+
+
+def test_health_rereads_only_a_changed_state(tmp_path: Path, chef_prepared: Prepared,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = make_spec("Chef")
+    driver = _driver(tmp_path, "Chef")
+    material = chef_prepared.material
+    driver.provision(spec, material)
+    full_checks = []
+    real = driver._find_problem
+
+    def counted(*args: Any) -> str:
+        full_checks.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(driver, "_find_problem", counted)
+    for _ in range(5):
+        assert driver.check_health(spec, material).status == "HEALTHY"
+    assert len(full_checks) == 1
+    root = driver.server_dir(spec)
+    with open(root / "server.pem", "r+") as handle:  # damaged in place, not renamed
+        handle.write("-----BEGIN GARBAGE")
+    assert driver.check_health(spec, material).status == "UNHEALTHY"
+    assert len(full_checks) == 2
 
 
 def test_destroy_is_idempotent_and_only_touches_its_server(
