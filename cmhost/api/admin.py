@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from cmhost.api.errors import RequestEntityTooLarge
-from cmhost.api.protocol import ClientGone, Receive, Scope, Send, read_body, send_json
+from cmhost.api.protocol import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    new_request_id,
+    read_body,
+    send_json,
+)
 from cmhost.workflows.clock import Clock
 
 JSON = b"application/json"
@@ -31,7 +38,7 @@ class AdminApp:
         return {"now": round(self.clock.now(), 3), "mode": self.clock.mode}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         path, method = scope["path"], scope["method"]
 
         async def reply(status: int, payload: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import NamedTuple, Protocol
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
@@ -525,6 +526,7 @@ def _payload_hash(body: bytes, claimed: list[str] | None) -> str:
 # -- small parsers -----------------------------------------------------------------------
 
 
+@lru_cache(maxsize=512)  # a client sends the same list every time; errors are not cached
 def _parse_signed_headers(signed_headers: str) -> tuple[str, ...]:
     if not _SIGNED_HEADERS_RE.fullmatch(signed_headers):
         raise IncompleteSignature(
@@ -549,6 +551,7 @@ def _parse_signature(signature: str) -> str:
     return signature.lower()
 
 
+@lru_cache(maxsize=512)  # one new date a second
 def _parse_amz_date(text: str) -> int | None:
     """Epoch seconds of `YYYYMMDDTHHMMSSZ`, or None if `text` is not such a date."""
     match = _AMZ_DATE_RE.fullmatch(text)

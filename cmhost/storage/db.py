@@ -13,6 +13,8 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# A hot-path statement compiled once: SQL text, positional names (or None), literal values.
+_Plan = tuple[str, tuple[str, ...] | None, dict[str, Any]]
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
@@ -44,7 +46,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self._compiled: dict[int, SQLCompiler] = {}
+        self._compiled: dict[int, _Plan] = {}
         self._local = threading.local()
         self._statements: list[Select[Any]] = []
         self._fast: Engine | None = None
@@ -73,15 +75,12 @@ class Database:
         """Run one read statement on a raw driver connection, without SQLAlchemy's result
         machinery or an explicit transaction: the hot read path. Its columns must be plain
         (no JSON or other processed types). Statements are compiled once per object."""
-        compiled = self._compiled.get(id(statement))
-        if compiled is None:
-            compiled = statement.compile(dialect=self._reader.dialect)
-            assert isinstance(compiled, SQLCompiler)
-            self._compiled[id(statement)] = compiled
-            self._statements.append(statement)  # keeps id() stable
-        bound = compiled.construct_params(params) or {}
-        args: Any = ([bound[name] for name in compiled.positiontup]
-                     if compiled.positiontup is not None else bound)
+        plan = self._compiled.get(id(statement))
+        if plan is None:
+            plan = self._plan(statement)
+        sql, names, defaults = plan
+        args: Any = ([params[n] if n in params else defaults[n] for n in names]
+                     if names is not None else {**defaults, **params})
         if self.is_sqlite:
             # One autocommit connection per thread, kept: a pool round trip would cost more
             # than the query. Each statement is its own (WAL snapshot) read transaction.
@@ -90,16 +89,27 @@ class Database:
                 raw = self._local.raw = self._reader.raw_connection()
             cursor = raw.cursor()
             try:
-                cursor.execute(str(compiled), args)
+                cursor.execute(sql, args)
                 return list(cursor.fetchall())
             finally:
                 cursor.close()
         assert self._fast is not None
         try:
-            return self._fetch_server(str(compiled), args)
+            return self._fetch_server(sql, args)
         except self._fast.dialect.loaded_dbapi.OperationalError:
             self._drop_fast_connection()  # a server restart, say: once more, reconnected
-            return self._fetch_server(str(compiled), args)
+            return self._fetch_server(sql, args)
+
+    def _plan(self, statement: Select[Any]) -> _Plan:
+        """Compile once: the SQL text, its positional parameter names (None when the driver
+        takes named ones) and the values of the statement's own literals."""
+        compiled = statement.compile(dialect=self._reader.dialect)
+        assert isinstance(compiled, SQLCompiler)
+        names = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+        plan = (str(compiled), names, dict(compiled.construct_params(_check=False) or {}))
+        self._compiled[id(statement)] = plan
+        self._statements.append(statement)  # keeps id() stable
+        return plan
 
     def _fetch_server(self, sql: str, args: Any) -> list[tuple[Any, ...]]:
         """One statement on this thread's own autocommit connection: no pool checkout, no
