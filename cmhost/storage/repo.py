@@ -10,6 +10,7 @@ from sqlalchemy import (
     RowMapping,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -306,7 +307,7 @@ def due_job_ids(conn: Connection, now: float, limit: int) -> list[int]:
     rows = conn.execute(
         select(jobs.c.id).where(
             jobs.c.status == "pending", jobs.c.run_at <= now,
-            or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < now))
+            or_(jobs.c.lease_until.is_(None), jobs.c.lease_until <= now))
         .order_by(jobs.c.run_at, jobs.c.id).limit(limit)
     ).scalars().all()
     return list(rows)
@@ -318,7 +319,7 @@ def claim_job(conn: Connection, job_id: int, *, owner: str, now: float, lease_un
     result = conn.execute(
         update(jobs).where(
             jobs.c.id == job_id, jobs.c.status == "pending", jobs.c.run_at <= now,
-            or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < now))
+            or_(jobs.c.lease_until.is_(None), jobs.c.lease_until <= now))
         .values(lease_owner=owner, lease_until=lease_until, attempts=jobs.c.attempts + 1)
     )
     if result.rowcount != 1:
@@ -339,8 +340,12 @@ def finish_job_step(conn: Connection, job_id: int, owner: str, now: float, **val
 
 
 def next_job_time(conn: Connection) -> float | None:
+    """When the next pending job can be claimed: its run_at, or, while a lease on it runs
+    (a worker holds it, or held it and died), when that lease ends."""
+    runnable_at = case((jobs.c.lease_until > jobs.c.run_at, jobs.c.lease_until),
+                       else_=jobs.c.run_at)
     return conn.execute(
-        select(func.min(jobs.c.run_at)).where(jobs.c.status == "pending")).scalar_one_or_none()
+        select(func.min(runnable_at)).where(jobs.c.status == "pending")).scalar_one_or_none()
 
 
 def release_all_leases(conn: Connection) -> None:

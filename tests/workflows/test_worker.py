@@ -108,6 +108,23 @@ def test_a_leased_job_is_not_run_twice_and_is_resumed_after_the_lease(db: Databa
     assert worker.run_due() == 2 and steps.ran == ["start", "later"]  # both are due by now
 
 
+def test_a_dead_workers_lease_is_when_the_job_is_next_due(db: Database) -> None:
+    """The virtual clock's advance steps through next_due: a job a dead worker leased is due
+    when the lease ends (not at its run_at, which has passed), so an advance runs it then and
+    its later steps at their own times, not once at the end."""
+    clock = VirtualClock()
+    job_id = _enqueue(db, clock)
+    t0 = clock.now()
+    with db.write() as conn:
+        assert repo.claim_job(conn, job_id, owner="dead", now=t0, lease_until=t0 + 300)
+    steps = Steps()
+    worker = Worker(db, clock, {"steps": steps})
+    assert worker.next_due() == pytest.approx(t0 + 300)
+    clock.advance_to(t0 + 300)
+    assert worker.run_due() == 2 and steps.ran == ["start", "later"]  # a lease ends at its time
+    assert worker.next_due() is None
+
+
 def test_a_restarted_sqlite_worker_takes_back_its_leases(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'only-sqlite.db'}")  # the rule is SQLite's own
     db.upgrade()
