@@ -67,6 +67,9 @@ class OpsWorksCM:
         # Serialized servers by id, with the revision they were serialized at. A server row's
         # revision changes with every write, so a stale entry is never served.
         self._server_json: dict[str, tuple[int, bytes]] = {}
+        # A page of DescribeServers by its (id, revision, name) rows: a page whose servers
+        # did not change is served without looking at each server again.
+        self._page_json: dict[tuple[servers.ServerRef, ...], bytes] = {}
 
     def table(self) -> dict[str, Handler]:
         found: dict[str, Handler] = {}
@@ -101,17 +104,26 @@ class OpsWorksCM:
         refs, token = servers.list_server_refs(
             self.rt, self.pager, caller, server_name=p.get("ServerName"),
             max_results=p.get("MaxResults"), next_token=p.get("NextToken"))
+        key = tuple(refs)  # ids, revisions and names: the same page of the same servers
+        page = self._page_json.get(key)
+        if page is None:
+            page = self._page_json[key] = self._servers_json(refs)
+            if len(self._page_json) > 10_000:
+                self._page_json.clear()
+        tail = b"" if token is None else b',"NextToken":' + json.dumps(token).encode()
+        return RawJson(b'{"Servers":[' + page + b"]" + tail + b"}")
+
+    def _servers_json(self, refs: list[servers.ServerRef]) -> bytes:
+        """The servers' JSON, joined; each server's is kept by revision."""
         cache = self._server_json
-        missing = [r.id for r in refs if cache.get(r.id, (-1, b""))[0] != r.revision]
+        missing = [ref[0] for ref in refs if cache.get(ref[0], (-1, b""))[0] != ref[1]]
         if missing:
             if len(cache) > 50_000:
                 cache.clear()
             for server_id, server in servers.servers_by_ids(self.rt, missing).items():
                 cache[server_id] = (server.revision, json.dumps(
                     serialize.server(server), separators=(",", ":")).encode())
-        parts = [cache[r.id][1] for r in refs if r.id in cache]
-        tail = b"" if token is None else b',"NextToken":' + json.dumps(token).encode()
-        return RawJson(b'{"Servers":[' + b",".join(parts) + b"]" + tail + b"}")
+        return b",".join(cache[ref[0]][1] for ref in refs if ref[0] in cache)
 
     @operation("UpdateServer")
     def update_server(self, caller: Caller, p: Params) -> dict[str, Any]:

@@ -250,12 +250,9 @@ def _check_can_create(rt: Runtime, conn: Connection, caller: Caller, req: Create
                 f"it cannot create a {req.engine} server.")
 
 
-@dataclass(frozen=True)
-class ServerRef:
-    """Which server, at which revision: enough to serve it from a cache."""
-
-    id: str
-    revision: int
+# Which server, at which revision, by which name: (id, revision, name), enough to serve a
+# server from a cache. Plain tuples, as the database returns them: this is the hot path.
+ServerRef = tuple[str, int, str]
 
 
 def list_server_refs(rt: Runtime, pager: Pager, caller: Caller, *, server_name: str | None,
@@ -270,7 +267,7 @@ def list_server_refs(rt: Runtime, pager: Pager, caller: Caller, *, server_name: 
             "account": caller.account, "region": caller.region, "name": server_name})
         if not rows:
             raise server_not_found(server_name)
-        return [ServerRef(rows[0][0], rows[0][1])], None
+        return [rows[0]], None
     limit = page_size(max_results)
     after = ""  # every name is longer than ""
     if next_token is not None:
@@ -283,7 +280,7 @@ def list_server_refs(rt: Runtime, pager: Pager, caller: Caller, *, server_name: 
     if len(rows) > limit:
         rows = rows[:limit]
         token = pager.encode(scope, [rows[-1][2]])
-    return [ServerRef(r[0], r[1]) for r in rows], token
+    return rows, token
 
 
 def servers_by_ids(rt: Runtime, ids: list[str]) -> dict[str, Server]:
