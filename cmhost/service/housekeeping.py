@@ -10,9 +10,10 @@ from cmhost.storage.blobs import DirectoryBlobStore
 
 
 class TempSweeper:
-    """A worker ticker: every `interval` seconds (of the job clock) removes stale temporary
-    files of the blob directory and of the engines' state (`tempfiles.sweep`). Start-up
-    sweeps too, but in a team of processes the one that crashed may never start again."""
+    """A worker ticker: at its first tick (when the worker starts) and then every `interval`
+    seconds of the job clock, removes the stale temporary files of the blob directory and of
+    the engines' state (`tempfiles.sweep`). Periodic, not only at start-up: in a team of
+    processes the one that crashed may never start again."""
 
     def __init__(self, rt: Runtime, interval: float = 60.0) -> None:
         self.rt = rt
