@@ -19,6 +19,7 @@ from cmhost.config import Settings
 from cmhost.engines.base import DriverContext, EngineDriver, EngineFamily
 from cmhost.engines.embedded import EmbeddedDriver
 from cmhost.service.artifacts import sign_key
+from cmhost.service.credential_pool import CredentialPool, PoolFiller
 from cmhost.service.health import HealthMonitor
 from cmhost.service.housekeeping import TempSweeper
 from cmhost.service.jobs import job_handlers
@@ -115,6 +116,10 @@ class CmhostApp:
                                       EventPruner(self.runtime, settings.events_per_server),
                                       TempSweeper(self.runtime)])
         self.runtime.wake_worker = self.worker.wake
+        self.credential_pool = CredentialPool(self.db, self.box, servers=settings.credential_pool)
+        self.filler = PoolFiller(self.credential_pool)
+        if self.credential_pool.enabled:
+            self.runtime.credentials = self.credential_pool
         self.keys = KeyDirectory(self.db, self.box, allow_dev_key=settings.loopback)
         # Few threads: handlers hold the GIL most of the time, and more threads only contend.
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cmhost-api")
@@ -137,8 +142,10 @@ class CmhostApp:
     def start(self) -> None:
         if self.settings.run_worker:
             self.worker.start()
+            self.filler.start()
 
     def stop(self) -> None:
+        self.filler.stop()
         self.worker.stop()
         for driver in {id(d): d for d in self.runtime.drivers.by_name.values()}.values():
             driver.close()
@@ -179,9 +186,16 @@ class CmhostApp:
             database = "ok"
         except Exception as exc:  # noqa: BLE001 - the liveness probe reports, never raises
             database = f"error: {exc}"
+        pool = self.credential_pool
+        try:
+            entries = pool.counts() if database == "ok" else {}
+        except Exception:  # noqa: BLE001 - as above
+            entries = {}
         return {"status": "ok" if database == "ok" else "degraded", "version": __version__,
                 "database": database, "clock": self.clock.mode,
-                "uptime": round(time.time() - self.started_at, 3)}
+                "uptime": round(time.time() - self.started_at, 3),
+                "credential_pool": {"servers": pool.servers, "entries": entries,
+                                    "made_in_requests": pool.made_here}}
 
     def read_log(self, key: str, signature: str) -> bytes | None:
         """A backup log, if the signature is the one its S3LogUrl carries."""

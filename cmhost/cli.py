@@ -48,6 +48,9 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--job-lease-seconds", type=float,
                    help="how long a worker holds a job step before others may take it over "
                         "(default 300)")
+    p.add_argument("--credential-pool", type=int, metavar="SERVERS",
+                   help="servers' worth of RSA keys and passwords the worker makes ahead of "
+                        "CreateServer (CMHOST_CREDENTIAL_POOL, default 4; 0: off)")
     p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
 
 
@@ -110,7 +113,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "public_url": "public_url", "log_level": "log_level", "blob_url": "blob_url",
         "engine_host": "engine_host", "engine_ports": "engine_ports", "java_heap": "java_heap",
         "health_interval": "health_interval", "events_per_server": "events_per_server",
-        "job_lease_seconds": "job_lease_seconds",
+        "job_lease_seconds": "job_lease_seconds", "credential_pool": "credential_pool",
     }
     for arg, field_name in mapping.items():
         value = getattr(args, arg, None)

@@ -53,6 +53,7 @@ class Settings:
     health_interval: float = 30.0  # seconds between engine health checks of settled servers
     events_per_server: int = 10_000  # events retention: each server keeps its newest N
     job_lease_seconds: float = 300.0  # a job step a dead worker held is taken over after this
+    credential_pool: int = 4  # servers' worth of keys and passwords workers make ahead; 0: off
     log_level: str = "info"
 
     @property
@@ -116,7 +117,8 @@ def env_defaults() -> dict[str, object]:
                             ("CMHOST_JAVA_HEAP", "java_heap", str),
                             ("CMHOST_HEALTH_INTERVAL", "health_interval", float),
                             ("CMHOST_EVENTS_PER_SERVER", "events_per_server", int),
-                            ("CMHOST_JOB_LEASE_SECONDS", "job_lease_seconds", float)):
+                            ("CMHOST_JOB_LEASE_SECONDS", "job_lease_seconds", float),
+                            ("CMHOST_CREDENTIAL_POOL", "credential_pool", int)):
         if name in env:
             out[key] = kind(env[name])
     if "CMHOST_PUBLIC_URL" in env:

@@ -89,7 +89,10 @@ class Cmhost:
             "--deletion-seconds", str(deletion_seconds), "--log-level", "warning",
             *(extra_args or []),
         ]
-        self.env = {**os.environ, **(env or {})}
+        # A small credential pool (one server's worth, the default is 4): every test goes
+        # through the pool, without each of the suite's hundreds of processes spending CPU
+        # on keys it never uses.
+        self.env = {"CMHOST_CREDENTIAL_POOL": "1", **os.environ, **(env or {})}
         self.database_url = database_url or fresh_database_url(workdir)
         self.args += ["--database-url", self.database_url]
         self.proc: subprocess.Popen[bytes] | None = None

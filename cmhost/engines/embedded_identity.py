@@ -116,11 +116,13 @@ def _prepare_chef(
         name = "CHEF_AUTOMATE_PIVOTAL_KEY" if automate else CHEF_PIVOTAL_KEY
         one_time.append((name, private_pem))
     password = attributes.get(CHEF_DELIVERY_ADMIN_PASSWORD)
-    if not password:
-        password = generate_chef_password()
+    if password:
+        material.public["admin_password_hash"] = pki.hash_password(password)
+    else:
+        password, material.public["admin_password_hash"] = pki.generated_password(
+            "chef", generate_chef_password)
         name = "CHEF_AUTOMATE_ADMIN_PASSWORD" if automate else CHEF_DELIVERY_ADMIN_PASSWORD
         one_time.append((name, password))
-    material.public["admin_password_hash"] = pki.hash_password(password)
     one_time.append(("CHEF_STARTER_KIT", chef_kit(spec, material, private_pem)))
     return one_time
 
@@ -128,8 +130,12 @@ def _prepare_chef(
 def _prepare_puppet(
     spec: ServerSpec, attributes: dict[str, str], material: EngineMaterial
 ) -> list[tuple[str, str]]:
-    password = attributes.get(PUPPET_ADMIN_PASSWORD) or generate_puppet_password()
-    material.public["admin_password_hash"] = pki.hash_password(password)
+    password = attributes.get(PUPPET_ADMIN_PASSWORD)
+    if password:
+        material.public["admin_password_hash"] = pki.hash_password(password)
+    else:
+        password, material.public["admin_password_hash"] = pki.generated_password(
+            "puppet", generate_puppet_password)
     if attributes.get(PUPPET_R10K_REMOTE):
         material.public["r10k_remote"] = attributes[PUPPET_R10K_REMOTE]
     if attributes.get(PUPPET_R10K_PRIVATE_KEY):
@@ -176,8 +182,10 @@ def update_credential(
             )
             one_time.append(("CHEF_STARTER_KIT", chef_kit(spec, new, private_pem)))
     else:
-        password = checked or generate_puppet_password()
-        new.public["admin_password_hash"] = pki.hash_password(password)
-        if not checked:
+        if checked:
+            new.public["admin_password_hash"] = pki.hash_password(checked)
+        else:
+            password, new.public["admin_password_hash"] = pki.generated_password(
+                "puppet", generate_puppet_password)
             one_time.append((PUPPET_ADMIN_PASSWORD, password))
     return Prepared(material=new, one_time_attributes=one_time)

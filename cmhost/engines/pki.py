@@ -9,7 +9,10 @@ import ipaddress
 import re
 import secrets
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidKey, InvalidSignature, UnsupportedAlgorithm
@@ -32,9 +35,63 @@ _SCRYPT_LENGTH = 32
 # ---------------------------------------------------------------------------- keys
 
 
-def generate_rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
-    """A new RSA private key (public exponent 65537)."""
+class CredentialSupply(Protocol):
+    """Credentials made ahead of time (the service's pool): each is handed out once.
+
+    Either method returns None when it has nothing to give; the caller then makes its own.
+    """
+
+    def rsa_key(self) -> rsa.RSAPrivateKey | None: ...
+
+    def password(self, kind: str) -> tuple[str, str] | None:
+        """A generated password of `kind` ("chef", "puppet") and its `hash_password` hash."""
+        ...
+
+    def done(self) -> None:
+        """The block that used the supply ended: give back what it took and did not use."""
+        ...
+
+
+_SUPPLY: ContextVar[CredentialSupply | None] = ContextVar("cmhost_credential_supply",
+                                                          default=None)
+
+
+@contextmanager
+def supplied_by(supply: CredentialSupply | None) -> Iterator[None]:
+    """Within the block, new 2048-bit keys and generated passwords come from `supply` first."""
+    token = _SUPPLY.set(supply)
+    try:
+        yield
+    finally:
+        _SUPPLY.reset(token)
+        if supply is not None:
+            supply.done()
+
+
+def make_rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
+    """A freshly generated RSA private key (public exponent 65537), never a supplied one."""
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def generate_rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
+    """A new RSA private key (public exponent 65537): from the supply in effect, if any."""
+    supply = _SUPPLY.get()
+    if supply is not None and bits == 2048:
+        key = supply.rsa_key()
+        if key is not None:
+            return key
+    return make_rsa_key(bits)
+
+
+def generated_password(kind: str, generate: Callable[[], str]) -> tuple[str, str]:
+    """A new password and its hash: from the supply in effect, else `generate()` hashed here."""
+    supply = _SUPPLY.get()
+    if supply is not None:
+        pair = supply.password(kind)
+        if pair is not None:
+            return pair
+    password = generate()
+    return password, hash_password(password)
 
 
 def private_key_pem(key: rsa.RSAPrivateKey) -> str:

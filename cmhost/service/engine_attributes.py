@@ -6,6 +6,7 @@ import base64
 import json
 from collections.abc import Sequence
 
+from cmhost.engines import pki
 from cmhost.engines.base import InvalidEngineAttribute
 from cmhost.service import events, states
 from cmhost.service.context import Caller
@@ -54,7 +55,9 @@ def update_attributes(rt: Runtime, caller: Caller, *, server_name: str, name: st
     spec = server_spec(server, rt.settings.resolved_public_url)
     driver = rt.drivers.for_server(spec.family, server["driver"])
     try:
-        prepared = driver.update_attribute(spec, server_material(server, rt.box), name, value)
+        with pki.supplied_by(rt.credentials):
+            prepared = driver.update_attribute(spec, server_material(server, rt.box), name,
+                                               value)
     except InvalidEngineAttribute as exc:
         raise ValidationException(str(exc)) from None
     now = rt.clock.now()

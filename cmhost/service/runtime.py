@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from cmhost.config import Settings
 from cmhost.engines.base import EngineDriver, EngineFamily
+from cmhost.engines.pki import CredentialSupply
 from cmhost.storage.blobs import BlobStore
 from cmhost.storage.db import Database
 from cmhost.storage.secrets import SecretBox
@@ -45,3 +46,5 @@ class Runtime:
     enqueuer: Enqueuer
     blobs: BlobStore
     wake_worker: Callable[[], None] = lambda: None
+    # Keys and passwords made ahead of time (the credential pool); None: made when needed.
+    credentials: CredentialSupply | None = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from cmhost.engines import pki
 from cmhost.engines.attributes import engine_family, validate_create_attributes
 from cmhost.engines.base import (
     EngineDriver,
@@ -161,7 +162,8 @@ def _create(rt: Runtime, caller: Caller, req: CreateServerInput, *, driver: Engi
                       custom_domain=req.custom_domain)
     if req.backup_id is None:
         try:
-            prepared = driver.prepare(spec, attributes)
+            with pki.supplied_by(rt.credentials):
+                prepared = driver.prepare(spec, attributes)
         except InvalidEngineAttribute as exc:
             raise ValidationException(str(exc)) from None
         except EngineError as exc:

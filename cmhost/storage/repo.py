@@ -26,6 +26,7 @@ from cmhost.storage.tables import (
     access_keys,
     accounts,
     backups,
+    credential_pool,
     events,
     jobs,
     meta,
@@ -506,3 +507,36 @@ def prune_events(conn: Connection, server_id: str, keep: int) -> int:
 
 def server_ids(conn: Connection) -> list[str]:
     return list(conn.execute(select(servers.c.id)).scalars().all())
+
+
+# --- credential pool --------------------------------------------------------------------
+
+
+def add_pooled_credential(conn: Connection, *, kind: str, secret_enc: str, public: str | None,
+                          now: float) -> None:
+    conn.execute(insert(credential_pool).values(kind=kind, secret_enc=secret_enc,
+                                                public=public, created_at=now))
+
+
+def take_pooled_credentials(conn: Connection, kind: str, limit: int = 1
+                            ) -> Sequence[RowMapping]:
+    """Remove the oldest `limit` entries of `kind` (fewer if there are not so many) and return
+    them.
+
+    On PostgreSQL an entry another transaction is taking is skipped, not waited for, so
+    concurrent takers never get the same entry and never queue behind each other.
+    """
+    oldest = (select(credential_pool.c.id).where(credential_pool.c.kind == kind)
+              .order_by(credential_pool.c.id).limit(limit))
+    if conn.dialect.name == "postgresql":
+        oldest = oldest.with_for_update(skip_locked=True)
+    return conn.execute(
+        delete(credential_pool).where(credential_pool.c.id.in_(oldest.scalar_subquery()))
+        .returning(credential_pool.c.secret_enc, credential_pool.c.public)
+    ).mappings().all()
+
+
+def pooled_credential_counts(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(select(credential_pool.c.kind, func.count())
+                        .group_by(credential_pool.c.kind)).all()
+    return {kind: int(n) for kind, n in rows}

@@ -178,3 +178,17 @@ schedule_fires = Table(
     Column("window_at", Float, primary_key=True),
     Column("fired_at", Float, nullable=False),
 )
+
+# Credentials made ahead of time by the workers (RSA keys, generated passwords with their
+# hashes), taken once each by CreateServer so the request does not spend the CPU on them.
+# An entry is deleted as it is taken; secrets are encrypted with the master key.
+credential_pool = Table(
+    "credential_pool",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),  # rsa-2048 | password-chef | password-puppet
+    Column("secret_enc", Text, nullable=False),
+    Column("public", Text, nullable=True),  # a password's scrypt hash
+    Column("created_at", Float, nullable=False),
+    Index("ix_credential_pool_kind_id", "kind", "id"),
+)

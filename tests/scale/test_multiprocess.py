@@ -20,6 +20,9 @@ pytestmark = pytest.mark.skipif(
     not POSTGRES_URL, reason="needs PostgreSQL: CI's second pass sets CMHOST_TEST_DATABASE_URL")
 
 ACCOUNTS = [f"{100000000000 + i}" for i in range(10)]
+ONE_TIME_CREDENTIALS = {"CHEF_PIVOTAL_KEY", "CHEF_DELIVERY_ADMIN_PASSWORD",
+                        "CHEF_AUTOMATE_PIVOTAL_KEY", "CHEF_AUTOMATE_ADMIN_PASSWORD",
+                        "PUPPET_ADMIN_PASSWORD"}
 
 
 class Cluster:
@@ -30,8 +33,9 @@ class Cluster:
         self.url = fresh_database_url(root)
         common = {"database_url": self.url, "master_key_file": root / "secret" / "master.key",
                   "clock": clock, "provisioning_seconds": 0.0, "deletion_seconds": 0.0}
-        lease = ["--job-lease-seconds", "5"]
-        self.apis = [Cmhost(root, extra_args=["--no-worker"], **common)  # type: ignore[arg-type]
+        lease = ["--job-lease-seconds", "5", "--credential-pool", "4"]
+        self.apis = [Cmhost(root, extra_args=["--no-worker", "--credential-pool", "4"],
+                            **common)  # type: ignore[arg-type]
                      for _ in range(apis)]
         self.workers = [Cmhost(root, command="worker", extra_args=lease,  # type: ignore[arg-type]
                                **common) for _ in range(workers)]
@@ -47,6 +51,21 @@ class Cluster:
     def stop(self) -> None:
         for proc in self.apis + self.workers:
             proc.stop()
+
+    def ca_public_keys(self) -> list[str]:
+        """Each server's CA public key, from the database."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.url)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT engine_public FROM servers")).scalars().all()
+        engine.dispose()
+        certs = [(json.loads(r) if isinstance(r, str) else r)["ca_cert"] for r in rows]
+        return [x509.load_pem_x509_certificate(c.encode()).public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode() for c in certs]
 
     def issue_keys(self) -> dict[str, dict[str, str]]:
         return {account: json.loads(self.apis[0].cli(
@@ -83,19 +102,25 @@ def test_two_apis_two_workers_one_killed_everything_once(
     clients = {account: [api.client(key=k["AccessKeyId"], secret=k["SecretAccessKey"])
                          for api in cluster.apis] for account, k in keys.items()}
 
-    def create(i: int) -> str:
+    def create(i: int) -> list[str]:
         account = ACCOUNTS[i % len(ACCOUNTS)]
         client = clients[account][i % 2]
-        create_server(client, f"srv-{i:03d}", "Chef" if i % 2 else "Puppet",
-                      DisableAutomatedBackup=True)
-        return account
+        server = create_server(client, f"srv-{i:03d}", "Chef" if i % 2 else "Puppet",
+                               DisableAutomatedBackup=True)
+        return [a["Value"] for a in server["EngineAttributes"]
+                if a["Name"] in ONE_TIME_CREDENTIALS]
 
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(create, i) for i in range(100)]
         time.sleep(1.0)
         cluster.workers[0].kill()  # mid-run: its leased jobs go to the other worker
-        owners = [f.result() for f in futures]
-    assert len(owners) == 100
+        one_time = [f.result() for f in futures]
+    assert len(one_time) == 100
+    # Keys and passwords come from the workers' credential pool through two API processes:
+    # none is handed out twice.
+    credentials = [c for found in one_time for c in found]
+    assert len(credentials) == 150 and len(set(credentials)) == 150
+    assert len(set(cluster.ca_public_keys())) == 100
 
     def statuses() -> Counter[str]:
         found: Counter[str] = Counter()
