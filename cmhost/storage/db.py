@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, Select, create_engine, event, exc, inspect
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -40,6 +41,42 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     return engine
 
 
+# A pooled connection idle longer than this is pinged before use (see _server_engine).
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _server_engine(url: str) -> Engine:
+    """A pooled engine for a database server (PostgreSQL) that pings a connection before use
+    only when it sat idle in the pool for over PING_AFTER_IDLE_SECONDS.
+
+    `pool_pre_ping` would ping at every checkout: a round trip per transaction, a quarter of
+    those a short transaction makes. A connection used a moment ago is as good as a ping;
+    one that sat idle (the server may have restarted, a firewall may have dropped it) is
+    pinged and, if dead, replaced before the transaction starts. A disconnect found in use
+    invalidates every pooled connection at once (SQLAlchemy's behaviour), so a restart costs
+    at most the transactions already under way.
+    """
+    engine = create_engine(url, pool_size=10, max_overflow=20)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error:
+            alive = False
+        if not alive:
+            raise exc.DisconnectionError("connection was dropped while idle")  # pool retries
+
+    return engine
+
+
 class Database:
     """One database, SQLite or any SQLAlchemy URL. `write()` and `read()` are transactions."""
 
@@ -56,7 +93,7 @@ class Database:
             self._writer = _sqlite_engine(url, immediate=True)
             self._reader = _sqlite_engine(url, immediate=False)
         else:
-            self._writer = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            self._writer = _server_engine(url)
             self._reader = self._writer
             # `fetch` keeps one connection per thread, outside the pool.
             self._fast = create_engine(url, poolclass=NullPool)
