@@ -214,6 +214,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time every process of the machine has used since boot (user, nice, system, irq,
+    softirq, steal from /proc/stat): differences of it say how busy the whole machine was."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of the machine's PostgreSQL: its live processes, plus what its ended backends
+    used (the postmaster's reaped children)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, fields = text.split("(", 1)[1].rsplit(")", 1)
+        if name != "postgres":
+            continue
+        values = fields.split()
+        total += (int(values[11]) + int(values[12])) / tick
+        if values[1] == "1" or Path(f"/proc/{values[1]}/comm").read_text().strip() != "postgres":
+            total += (int(values[13]) + int(values[14])) / tick  # the postmaster
+    return total
+
+
 def wait_until_idle(proc: Process, timeout: float, *, window: float = 0.5,
                     busy: float = 0.02) -> None:
     """Wait until the process uses less than `busy` CPU seconds per `window`: its start-up

@@ -47,7 +47,9 @@ from common import (
     finished,
     fresh_database,
     machine,
+    machine_cpu_seconds,
     main_guard,
+    postgres_cpu_seconds,
     print_machine,
     running,
     table,
@@ -65,6 +67,9 @@ class Run:
     created_seconds: float = 0.0  # the last CreateServer call returned
     healthy_seconds: float = 0.0  # the database shows every server HEALTHY
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    machine_cpu_seconds: float = 0.0  # every process of the machine: cmhost, PostgreSQL, us
+    postgres_cpu_seconds: float = 0.0
+    client_cpu_seconds: float = 0.0  # this process: the boto3 clients and the polling
 
     @property
     def servers_per_second(self) -> float:
@@ -83,28 +88,27 @@ def issue_keys(site: Site, accounts: list[str], per_account: int) -> dict[str, t
         return dict(pool.map(issue, accounts))
 
 
-def status_counts(url: str) -> dict[str, int]:
-    import psycopg
-
-    with psycopg.connect("postgresql://" + url.split("://", 1)[1]) as conn:
-        return {status: int(n) for status, n in
-                conn.execute("SELECT status, count(*) FROM servers GROUP BY status")}
-
-
 def wait_all_healthy(url: str, servers: int, started: float, timeout: float,
                      calls: list[Future[float]]) -> float:
-    """Seconds from `started` until the database shows `servers` HEALTHY servers."""
+    """Seconds from `started` until the database shows `servers` HEALTHY servers.
+
+    One connection does all the polling: a connection per poll would cost PostgreSQL a new
+    backend 20 times a second, CPU taken from the processes being measured."""
+    import psycopg
+
     counts: dict[str, int] = {}
-    while time.perf_counter() - started < timeout:
-        for call in calls:
-            if call.done() and call.exception() is not None:
-                raise BenchError(f"a CreateServer call failed: {call.exception()}")
-        counts = status_counts(url)
-        if counts.get("FAILED"):
-            raise BenchError(f"servers FAILED: {counts}")
-        if counts.get("HEALTHY", 0) >= servers:
-            return time.perf_counter() - started
-        time.sleep(0.05)
+    with psycopg.connect("postgresql://" + url.split("://", 1)[1], autocommit=True) as conn:
+        while time.perf_counter() - started < timeout:
+            for call in calls:
+                if call.done() and call.exception() is not None:
+                    raise BenchError(f"a CreateServer call failed: {call.exception()}")
+            counts = {status: int(n) for status, n in
+                      conn.execute("SELECT status, count(*) FROM servers GROUP BY status")}
+            if counts.get("FAILED"):
+                raise BenchError(f"servers FAILED: {counts}")
+            if counts.get("HEALTHY", 0) >= servers:
+                return time.perf_counter() - started
+            time.sleep(0.05)
     raise BenchError(f"not every server was HEALTHY after {timeout:g}s: {counts}")
 
 
@@ -122,6 +126,8 @@ def measure(workers: int, args: argparse.Namespace) -> Run:
             procs += [site.worker(f"worker-{i}") for i in range(workers)]
             clients = {a: client(port, keys[a]) for a in accounts}
             cpu_before = {p.name: cpu_seconds(p.pid) for p in procs}
+            machine_before = machine_cpu_seconds()
+            postgres_before, client_before = postgres_cpu_seconds(), time.process_time()
 
             def create(i: int) -> float:
                 account = accounts[i % len(accounts)]
@@ -137,6 +143,9 @@ def measure(workers: int, args: argparse.Namespace) -> Run:
                 run.created_seconds = max(c.result() for c in calls) - started
             run.cpu_seconds = {p.name: round(cpu_seconds(p.pid) - cpu_before[p.name], 2)
                                for p in procs}
+            run.machine_cpu_seconds = round(machine_cpu_seconds() - machine_before, 2)
+            run.postgres_cpu_seconds = round(postgres_cpu_seconds() - postgres_before, 2)
+            run.client_cpu_seconds = round(time.process_time() - client_before, 2)
             confirm_healthy(clients, args.servers)
     return run
 
@@ -209,11 +218,13 @@ def run(args: argparse.Namespace) -> int:
     print_machine(info)
     print()
     print(table(["", "all created s", "all HEALTHY s", "servers/s", "x baseline (median)",
-                 "CPU s: api", "CPU s: workers"],
+                 "CPU s: api", "CPU s: workers", "CPU s: postgres", "CPU s: client",
+                 "CPU s: machine"],
                 [[f"{r.workers} worker{'s' if r.workers > 1 else ''}"
                   + (" (baseline)" if r is base else ""), r.created_seconds, r.healthy_seconds,
                   r.servers_per_second, f"{ratios[r.workers]:.3f}", r.cpu_seconds["api"],
-                  " + ".join(f"{v:.2f}" for k, v in r.cpu_seconds.items() if k != "api")]
+                  " + ".join(f"{v:.2f}" for k, v in r.cpu_seconds.items() if k != "api"),
+                  r.postgres_cpu_seconds, r.client_cpu_seconds, r.machine_cpu_seconds]
                  for r in runs]))
     print()
     for n, ok in judged.items():
