@@ -10,9 +10,12 @@ its own, and CreateServer takes what it needs (each entry once: it is deleted as
 - The pool holds `servers` servers' worth: 3 keys and one password of each engine per server.
 - Entries are encrypted with the master key while they wait; a password is stored with its
   hash, and both leave the database when taken.
-- A CreateServer that finds the pool empty waits for the next entry while some filler is alive
-  (one heartbeat within FILLER_STALE_SECONDS), at most MAX_WAIT_SECONDS; with no filler alive
-  (an API-only process whose workers are all down) it makes the credential itself at once.
+- A CreateServer that finds the pool empty in an API-only process (`serve --no-worker`) waits
+  for the next entry while some worker's filler is alive (a heartbeat within
+  FILLER_STALE_SECONDS), at most MAX_WAIT_SECONDS: the CPU work stays with the workers, so
+  creation scales with them. With no filler alive it makes the credential itself at once. A
+  process that runs its own worker makes what the pool lacks itself, without waiting: the CPU
+  its filler would use is its own, and its request threads use the other cores meanwhile.
 - `servers` = 0 turns the pool off: every credential is made in the request.
 """
 
@@ -44,7 +47,7 @@ FILLER_STALE_SECONDS = 15.0
 MAX_WAIT_SECONDS = 30.0
 # A dry pool is looked at again this often (or at once when a filler of this process makes
 # something). Slow polling costs no throughput: the fillers keep making while the takers wait.
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.25
 # How long the answer to "is a filler alive?" is trusted.
 ALIVE_CACHE_SECONDS = 1.0
 IDLE_POLL_SECONDS = 1.0
@@ -145,7 +148,7 @@ class CredentialPool:
                 if rows:
                     return [(self.box.decrypt(r["secret_enc"], _context(kind)), r["public"])
                             for r in rows]
-                if not self._filler_alive():
+                if self._local_filler_running() or not self._filler_alive():
                     self._dry(kind, timed_out=False)
                     return []
                 if time.monotonic() >= deadline:
@@ -163,9 +166,10 @@ class CredentialPool:
             log.warning("credential pool: no %s within %gs; making it in the request",
                         kind, self.max_wait)
 
+    def _local_filler_running(self) -> bool:
+        return self._local_filler is not None and self._local_filler.running
+
     def _filler_alive(self) -> bool:
-        if self._local_filler is not None and self._local_filler.running:
-            return True
         if time.monotonic() < self._alive_until:
             return True
         with self.db.read() as conn:

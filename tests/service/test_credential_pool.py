@@ -212,3 +212,22 @@ def test_pool_off_takes_nothing(db: Database, box: SecretBox) -> None:
     filler.start()
     assert not filler.running
     assert pool.rsa_key() is None and pool.made_here == 0
+
+
+def test_a_process_with_its_own_filler_does_not_wait_for_it(
+        db: Database, box: SecretBox, monkeypatch: pytest.MonkeyPatch) -> None:
+    def slow_entry(kind: str) -> tuple[str, str | None]:
+        time.sleep(1.5)
+        return pki.private_key_pem(pki.make_rsa_key()), None
+
+    monkeypatch.setattr(cp, "make_entry", slow_entry)
+    pool = CredentialPool(db, box, servers=1)
+    filler = PoolFiller(pool)
+    filler.start()
+    try:
+        started = time.monotonic()
+        assert pool.rsa_key() is None  # made in the request, on a core the filler is not using
+        assert time.monotonic() - started < 1.0
+        assert pool.made_here == 1
+    finally:
+        filler.stop()
