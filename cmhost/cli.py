@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from cmhost.config import Settings, env_defaults
+from cmhost.memory import return_large_frees_to_the_os
 
 
 def _add_storage_flags(p: argparse.ArgumentParser) -> None:
@@ -169,6 +170,7 @@ def cmd_worker(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return_large_frees_to_the_os()
     try:
         settings = settings_from(args)
     except ValueError as exc:
