@@ -6,11 +6,13 @@ share a fresh PostgreSQL database (a new `cmhost_bench_*`, dropped afterwards), 
 directory and master key; the embedded engine, `--provisioning-seconds 0`, real clock. Keys
 are issued with `cmhost keys create --account ...` for --accounts accounts (servers are spread
 evenly; above 10 per account the limit is raised with `cmhost accounts set-limits`). Once the
-workers have started (their CPU use has settled), --clients threads send the CreateServer
+workers have started (their CPU use has settled: the credential pool is full, as in a
+service that was idle), --clients threads send the CreateServer
 calls through boto3, Chef and Puppet alternately; the clock starts at the first call and stops
 when the database shows every server HEALTHY (polled every 50 ms); DescribeServers then
 confirms all of them through the API. Also reported: when the last CreateServer call returned,
-and the CPU seconds each process used, which says where the time went. The worker counts are
+and the CPU seconds each process, PostgreSQL, this client and the whole machine used, which
+says where the time went. The worker counts are
 run in turn, --rounds times (each run on a fresh database); the table shows each count's
 median run, and the ratio is the median of the rounds' ratios, so that load from elsewhere on
 the machine moves both sides of a comparison alike. (With an even --rounds, the "median
