@@ -100,6 +100,22 @@ def prepare_identity(spec: ServerSpec, attributes: dict[str, str]) -> Prepared:
     return Prepared(material=material, one_time_attributes=one_time)
 
 
+_PASSWORD_GENERATORS = {"chef": generate_chef_password, "puppet": generate_puppet_password}
+
+
+def _admin_password(material: EngineMaterial, given: str | None, kind: str
+                    ) -> tuple[str, bool]:
+    """Store the admin password's hash in `material`: of the given password, else of a new
+    one (from the credential supply in effect, if any). Returns the password and whether it
+    was generated."""
+    if given:
+        material.public["admin_password_hash"] = pki.hash_password(given)
+        return given, False
+    password, material.public["admin_password_hash"] = pki.generated_password(
+        kind, _PASSWORD_GENERATORS[kind])
+    return password, True
+
+
 def _prepare_chef(
     spec: ServerSpec, attributes: dict[str, str], material: EngineMaterial
 ) -> list[tuple[str, str]]:
@@ -115,12 +131,9 @@ def _prepare_chef(
         private_pem = pki.private_key_pem(key)
         name = "CHEF_AUTOMATE_PIVOTAL_KEY" if automate else CHEF_PIVOTAL_KEY
         one_time.append((name, private_pem))
-    password = attributes.get(CHEF_DELIVERY_ADMIN_PASSWORD)
-    if password:
-        material.public["admin_password_hash"] = pki.hash_password(password)
-    else:
-        password, material.public["admin_password_hash"] = pki.generated_password(
-            "chef", generate_chef_password)
+    password, generated = _admin_password(
+        material, attributes.get(CHEF_DELIVERY_ADMIN_PASSWORD), "chef")
+    if generated:
         name = "CHEF_AUTOMATE_ADMIN_PASSWORD" if automate else CHEF_DELIVERY_ADMIN_PASSWORD
         one_time.append((name, password))
     one_time.append(("CHEF_STARTER_KIT", chef_kit(spec, material, private_pem)))
@@ -130,12 +143,7 @@ def _prepare_chef(
 def _prepare_puppet(
     spec: ServerSpec, attributes: dict[str, str], material: EngineMaterial
 ) -> list[tuple[str, str]]:
-    password = attributes.get(PUPPET_ADMIN_PASSWORD)
-    if password:
-        material.public["admin_password_hash"] = pki.hash_password(password)
-    else:
-        password, material.public["admin_password_hash"] = pki.generated_password(
-            "puppet", generate_puppet_password)
+    password, _ = _admin_password(material, attributes.get(PUPPET_ADMIN_PASSWORD), "puppet")
     if attributes.get(PUPPET_R10K_REMOTE):
         material.public["r10k_remote"] = attributes[PUPPET_R10K_REMOTE]
     if attributes.get(PUPPET_R10K_PRIVATE_KEY):
@@ -182,10 +190,7 @@ def update_credential(
             )
             one_time.append(("CHEF_STARTER_KIT", chef_kit(spec, new, private_pem)))
     else:
-        if checked:
-            new.public["admin_password_hash"] = pki.hash_password(checked)
-        else:
-            password, new.public["admin_password_hash"] = pki.generated_password(
-                "puppet", generate_puppet_password)
+        password, generated = _admin_password(new, checked, "puppet")
+        if generated:
             one_time.append((PUPPET_ADMIN_PASSWORD, password))
     return Prepared(material=new, one_time_attributes=one_time)
