@@ -91,13 +91,16 @@ class CredentialPool:
     # --- pki.CredentialSupply -----------------------------------------------------------
 
     def rsa_key(self) -> rsa.RSAPrivateKey | None:
-        # A server needs three keys: the first call takes as many as there are, up to three,
-        # in one statement; the block's later calls use the spares.
-        spares: list[str] = self._spares()
+        # A server needs three keys: a call with no spares takes as many as the block still
+        # needs, up to three, in one statement; the block's later calls use the spares. (A
+        # dry pool can hand out fewer: taking three again then would leave spares to return.)
+        spares = self._spares()
         if not spares:
-            spares.extend(secret for secret, _ in self._take(RSA_2048, PER_SERVER[RSA_2048]))
+            needed = max(1, PER_SERVER[RSA_2048] - self._local.used)
+            spares.extend(secret for secret, _ in self._take(RSA_2048, needed))
             if not spares:
                 return None
+        self._local.used += 1
         # Made by a worker and sealed with the master key since: no need to check it again.
         key = serialization.load_pem_private_key(spares.pop(0).encode("ascii"), password=None,
                                                  unsafe_skip_rsa_key_validation=True)
@@ -113,6 +116,7 @@ class CredentialPool:
     def done(self) -> None:
         """Keys taken for this thread's block and not used go back to the pool."""
         spares = self._spares()
+        self._local.used = 0
         if not spares:
             return
         with self.db.write() as conn:
@@ -126,6 +130,7 @@ class CredentialPool:
         spares: list[str] | None = getattr(self._local, "spares", None)
         if spares is None:
             spares = self._local.spares = []
+            self._local.used = 0  # keys this thread's block has used
         return spares
 
     # --- taking -------------------------------------------------------------------------

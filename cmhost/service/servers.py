@@ -230,7 +230,7 @@ def _check_can_create(rt: Runtime, conn: Connection, caller: Caller, req: Create
                       *, lock: bool = False) -> None:
     account = (repo.lock_account(conn, caller.account, rt.clock.now()) if lock
                else repo.get_account(conn, caller.account))
-    if repo.get_server(conn, caller.account, caller.region, req.server_name) is not None:
+    if repo.server_exists(conn, caller.account, caller.region, req.server_name):
         raise _already_exists(req.server_name)
     limit = server_limit(rt, account)
     if repo.count_servers(conn, caller.account, caller.region) >= limit:

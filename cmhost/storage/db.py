@@ -78,7 +78,8 @@ def _server_engine(url: str) -> Engine:
 
 
 class Database:
-    """One database, SQLite or any SQLAlchemy URL. `write()` and `read()` are transactions."""
+    """One database, SQLite or any SQLAlchemy URL. `write()` is a transaction; `read()` is
+    for reads only (a transaction on SQLite, autocommit statements on a database server)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -94,7 +95,10 @@ class Database:
             self._reader = _sqlite_engine(url, immediate=False)
         else:
             self._writer = _server_engine(url)
-            self._reader = self._writer
+            # Reads run in autocommit: at READ COMMITTED every statement of a transaction
+            # takes its own snapshot anyway, so BEGIN and COMMIT (two round trips) buy a
+            # read nothing. The same pool; the isolation level is set at checkout.
+            self._reader = self._writer.execution_options(isolation_level="AUTOCOMMIT")
             # `fetch` keeps one connection per thread, outside the pool.
             self._fast = create_engine(url, poolclass=NullPool)
 
@@ -196,5 +200,5 @@ class Database:
         if self._fast is not None:
             self._fast.dispose()
         self._writer.dispose()
-        if self._reader is not self._writer:
+        if self.is_sqlite:
             self._reader.dispose()

@@ -59,26 +59,16 @@ class Worker:
         """Run every job step that is due now; returns how many steps ran."""
         ran = 0
         with self._run_lock:
-            while ran < max_jobs:
-                now = self.clock.now()
-                with self.db.read() as conn:
-                    ids = repo.due_job_ids(conn, now, limit=20)
-                if not ids:
-                    break
-                progressed = False
-                for job_id in ids:
-                    if self._run_one(job_id):
-                        ran += 1
-                        progressed = True
-                if not progressed:
-                    break
+            while ran < max_jobs and self._run_next():
+                ran += 1
         return ran
 
-    def _run_one(self, job_id: int) -> bool:
+    def _run_next(self) -> bool:
+        """Claim the first due job and run its step; False when no job is due."""
         now = self.clock.now()
         with self.db.write() as conn:
-            row = repo.claim_job(conn, job_id, owner=self.owner, now=now,
-                                 lease_until=now + self.lease_seconds)
+            row = repo.claim_next_job(conn, owner=self.owner, now=now,
+                                      lease_until=now + self.lease_seconds)
         if row is None:
             return False
         job = Job(id=row["id"], kind=row["kind"], server_id=row["server_id"],

@@ -44,7 +44,7 @@ _BROKEN = (OSError, http.client.HTTPException, ValueError)  # ValueError: a trun
 # Exact crash points a restart may arm (`{n}`: which call, 1 to 3); the first ones are
 # reached by most rounds.
 CRASH_POINTS = (
-    "cmhost.storage.repo:claim_job:after:{n}",
+    "cmhost.storage.repo:claim_next_job:after:{n}",
     "cmhost.storage.repo:finish_job_step:after:{n}",
     "cmhost.service.events:record:after:{n}",
     "cmhost.storage.repo:transition_server:after:{n}",

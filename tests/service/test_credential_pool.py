@@ -164,6 +164,37 @@ def test_keys_a_request_took_and_did_not_use_go_back(db: Database, box: SecretBo
     assert pool.made_here == 0
 
 
+def test_a_block_takes_only_the_keys_it_still_needs(db: Database, box: SecretBox) -> None:
+    """A dry pool hands out fewer keys than a server needs; the block's next take asks for
+    what is still missing, so nothing is taken only to be given back."""
+    pool = CredentialPool(db, box, servers=2)
+
+    def put_keys(n: int) -> None:
+        with db.write() as conn:
+            for _ in range(n):
+                pem = pki.private_key_pem(pki.make_rsa_key())
+                repo.add_pooled_credential(conn, kind=cp.RSA_2048, public=None, now=0.0,
+                                           secret_enc=box.encrypt(pem, cp._context(cp.RSA_2048)))
+
+    put_keys(1)
+    taken: list[int] = []
+    take = pool._take
+
+    def counting_take(kind: str, limit: int) -> list[tuple[str, str | None]]:
+        got = take(kind, limit)
+        if kind == cp.RSA_2048:
+            taken.append(limit)
+            if len(taken) == 1:
+                put_keys(4)  # meanwhile a worker makes more
+        return got
+
+    pool._take = counting_take  # type: ignore[method-assign]
+    with pki.supplied_by(pool):
+        prepare_identity(spec("Puppet"), {})
+    assert taken == [3, 2]  # one key came first; two were still needed, and two were taken
+    assert pool.counts().get(cp.RSA_2048, 0) == 2  # 1 + 4 - 3; none came back
+
+
 def test_a_server_identity_takes_its_keys_and_password_from_the_supply(
         db: Database, box: SecretBox) -> None:
     pool = CredentialPool(db, box, servers=1)

@@ -99,7 +99,7 @@ def test_a_leased_job_is_not_run_twice_and_is_resumed_after_the_lease(db: Databa
     job_id = _enqueue(db, clock)
     # Another worker claimed it and died: the lease keeps this worker away until it expires.
     with db.write() as conn:
-        assert repo.claim_job(conn, job_id, owner="dead", now=clock.now(),
+        assert repo.claim_next_job(conn, owner="dead", now=clock.now(),
                               lease_until=clock.now() + 300) is not None
     steps = Steps()
     worker = Worker(db, clock, {"steps": steps})
@@ -116,7 +116,7 @@ def test_a_dead_workers_lease_is_when_the_job_is_next_due(db: Database) -> None:
     job_id = _enqueue(db, clock)
     t0 = clock.now()
     with db.write() as conn:
-        assert repo.claim_job(conn, job_id, owner="dead", now=t0, lease_until=t0 + 300)
+        assert repo.claim_next_job(conn, owner="dead", now=t0, lease_until=t0 + 300)
     steps = Steps()
     worker = Worker(db, clock, {"steps": steps})
     assert worker.next_due() == pytest.approx(t0 + 300)
@@ -131,7 +131,7 @@ def test_a_restarted_sqlite_worker_takes_back_its_leases(tmp_path: Path) -> None
     clock = VirtualClock()
     job_id = _enqueue(db, clock)
     with db.write() as conn:
-        repo.claim_job(conn, job_id, owner="crashed", now=clock.now(),
+        repo.claim_next_job(conn, owner="crashed", now=clock.now(),
                        lease_until=clock.now() + 300)
     steps = Steps()
     worker = Worker(db, clock, {"steps": steps}, poll_seconds=0.05)
@@ -155,7 +155,7 @@ def test_outcome_is_not_recorded_when_the_lease_was_lost(db: Database) -> None:
         def run(self, job: Job) -> Outcome:
             with db.write() as conn:  # the lease expires and another worker takes the job
                 repo.finish_job_step(conn, job.id, worker.owner, clock.now())
-                repo.claim_job(conn, job.id, owner="other", now=clock.now(),
+                repo.claim_next_job(conn, owner="other", now=clock.now(),
                                lease_until=clock.now() + 300)
             return finish(lambda conn: repo.set_meta(conn, "stolen-effects", "ran"))
 
