@@ -147,7 +147,7 @@ class CredentialPool:
             return []
         try:
             while True:
-                with self.db.write() as conn:
+                with self.db.statement() as conn:
                     rows = repo.take_pooled_credentials(conn, kind, limit)
                 self._wake_filler()
                 if rows:
@@ -263,7 +263,7 @@ class PoolFiller:
             if kind is None:
                 break
             secret, public = make_entry(kind)
-            with self.pool.db.write() as conn:
+            with self.pool.db.statement() as conn:
                 repo.add_pooled_credential(
                     conn, kind=kind, secret_enc=self.pool.box.encrypt(secret, _context(kind)),
                     public=public, now=time.time())

@@ -78,8 +78,9 @@ def _server_engine(url: str) -> Engine:
 
 
 class Database:
-    """One database, SQLite or any SQLAlchemy URL. `write()` is a transaction; `read()` is
-    for reads only (a transaction on SQLite, autocommit statements on a database server)."""
+    """One database, SQLite or any SQLAlchemy URL. `write()` is a transaction; `statement()`
+    is for a single write statement and `read()` for reads only (transactions on SQLite,
+    autocommit on a database server)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -101,10 +102,19 @@ class Database:
             self._reader = self._writer.execution_options(isolation_level="AUTOCOMMIT")
             # `fetch` keeps one connection per thread, outside the pool.
             self._fast = create_engine(url, poolclass=NullPool)
+        self._single = self._writer if self.is_sqlite else self._reader
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         with self._writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def statement(self) -> Iterator[Connection]:
+        """For one write statement that is atomic by itself (an INSERT, a DELETE or UPDATE
+        … RETURNING): on a database server it runs in autocommit, without the round trips of
+        BEGIN and COMMIT; on SQLite it is a write transaction like `write()`."""
+        with self._single.begin() as conn:
             yield conn
 
     @contextmanager

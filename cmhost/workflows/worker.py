@@ -66,7 +66,7 @@ class Worker:
     def _run_next(self) -> bool:
         """Claim the first due job and run its step; False when no job is due."""
         now = self.clock.now()
-        with self.db.write() as conn:
+        with self.db.statement() as conn:
             row = repo.claim_next_job(conn, owner=self.owner, now=now,
                                       lease_until=now + self.lease_seconds)
         if row is None:
