@@ -36,7 +36,6 @@ from cmhost.storage.tables import (
     tags,
 )
 
-
 # Building a Core statement and its cache key costs more Python than the round trip it makes
 # (~0.3 ms a call here), so the statements every CreateServer and job step runs are built once:
 # as module constants with bind parameters, or per shape of their SET clause (`_built`).
@@ -370,7 +369,7 @@ def _claim_statement(dialect: str) -> Any:
     wait for each other; a row changed since the statement's snapshot is checked again
     against the conditions once locked. SQLite has one writer at a time."""
     def build() -> Any:
-        now = bindparam("now")
+        now: Any = bindparam("now")
         first = select(jobs.c.id).where(_claimable(now)).order_by(jobs.c.run_at, jobs.c.id
                                                                   ).limit(1)
         if dialect == "postgresql":
@@ -526,6 +525,16 @@ def record_schedule_fire(conn: Connection, server_id: str, kind: str, window_at:
 
 def delete_schedule_fires(conn: Connection, server_id: str) -> None:
     conn.execute(delete(schedule_fires).where(schedule_fires.c.server_id == server_id))
+
+
+_SERVER_FINGERPRINT = select(func.count(), func.coalesce(func.sum(servers.c.revision), 0),
+                             func.max(servers.c.created_at))
+
+
+def server_fingerprint(conn: Connection) -> tuple[object, ...]:
+    """(count, sum of revisions, newest creation) of the servers table: it changes when a
+    server is created, changed (every update bumps its revision) or deleted."""
+    return tuple(conn.execute(_SERVER_FINGERPRINT).one())
 
 
 def schedulable_servers(conn: Connection) -> Sequence[RowMapping]:

@@ -96,7 +96,7 @@ def test_failures_retry_with_backoff_then_give_up(db: Database) -> None:
 
 def test_a_leased_job_is_not_run_twice_and_is_resumed_after_the_lease(db: Database) -> None:
     clock = VirtualClock()
-    job_id = _enqueue(db, clock)
+    _enqueue(db, clock)
     # Another worker claimed it and died: the lease keeps this worker away until it expires.
     with db.write() as conn:
         assert repo.claim_next_job(conn, owner="dead", now=clock.now(),
@@ -113,7 +113,7 @@ def test_a_dead_workers_lease_is_when_the_job_is_next_due(db: Database) -> None:
     when the lease ends (not at its run_at, which has passed), so an advance runs it then and
     its later steps at their own times, not once at the end."""
     clock = VirtualClock()
-    job_id = _enqueue(db, clock)
+    _enqueue(db, clock)
     t0 = clock.now()
     with db.write() as conn:
         assert repo.claim_next_job(conn, owner="dead", now=t0, lease_until=t0 + 300)
@@ -129,7 +129,7 @@ def test_a_restarted_sqlite_worker_takes_back_its_leases(tmp_path: Path) -> None
     db = Database(f"sqlite:///{tmp_path / 'only-sqlite.db'}")  # the rule is SQLite's own
     db.upgrade()
     clock = VirtualClock()
-    job_id = _enqueue(db, clock)
+    _enqueue(db, clock)
     with db.write() as conn:
         repo.claim_next_job(conn, owner="crashed", now=clock.now(),
                        lease_until=clock.now() + 300)
