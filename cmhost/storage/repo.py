@@ -144,9 +144,6 @@ _INSERT_SERVER = insert(servers)
 _SERVER_BY_NAME = select(servers).where(servers.c.account == bindparam("a"),
                                         servers.c.region == bindparam("r"),
                                         servers.c.name == bindparam("n"))
-_SERVER_ID_BY_NAME = select(servers.c.id).where(servers.c.account == bindparam("a"),
-                                                servers.c.region == bindparam("r"),
-                                                servers.c.name == bindparam("n"))
 _SERVER_BY_ID = select(servers).where(servers.c.id == bindparam("id"))
 _COUNT_SERVERS = select(func.count()).select_from(servers).where(
     servers.c.account == bindparam("a"), servers.c.region == bindparam("r"))
@@ -162,8 +159,8 @@ def get_server(conn: Connection, account: str, region: str, name: str) -> RowMap
 
 
 def server_exists(conn: Connection, account: str, region: str, name: str) -> bool:
-    return conn.execute(_SERVER_ID_BY_NAME, {"a": account, "r": region, "n": name}
-                        ).first() is not None
+    return conn.execute(SERVER_REVISION_BY_NAME, {"account": account, "region": region,
+                                                  "name": name}).first() is not None
 
 
 def get_server_by_id(conn: Connection, server_id: str) -> RowMapping | None:
