@@ -33,6 +33,7 @@ from cmhost.engines.attributes import generate_chef_password, generate_puppet_pa
 from cmhost.storage import repo
 from cmhost.storage.db import Database
 from cmhost.storage.secrets import SecretBox
+from cmhost.workflows.background import BackgroundLoop
 
 log = logging.getLogger("cmhost.credential_pool")
 
@@ -204,40 +205,23 @@ class CredentialPool:
             return repo.pooled_credential_counts(conn)
 
 
-class PoolFiller:
+class PoolFiller(BackgroundLoop):
     """The worker side: a thread that makes credentials while the pool is below its targets,
     neediest kind first, and says it is alive (FILLER_SEEN_KEY) every HEARTBEAT_SECONDS."""
 
+    thread_name = "cmhost-credential-pool"
+
     def __init__(self, pool: CredentialPool) -> None:
+        super().__init__()
         self.pool = pool
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._beat_at = 0.0
         self.made = 0
         pool.attach(self)
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     def start(self) -> None:
         if not self.pool.enabled or self.running:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="cmhost-credential-pool",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def wake(self) -> None:
-        self._wake.set()
+        self._start_thread()
 
     def neediest(self, counts: dict[str, int] | None = None) -> str | None:
         """The kind furthest below its target, or None when the pool is full."""
@@ -289,5 +273,4 @@ class PoolFiller:
                     continue
             except Exception:  # keep filling through database hiccups
                 log.exception("credential pool filler error")
-            self._wake.wait(IDLE_POLL_SECONDS)
-            self._wake.clear()
+            self._sleep(IDLE_POLL_SECONDS)

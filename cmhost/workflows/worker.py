@@ -14,6 +14,7 @@ from typing import Protocol
 
 from cmhost.storage import repo
 from cmhost.storage.db import Database
+from cmhost.workflows.background import BackgroundLoop
 from cmhost.workflows.clock import Clock
 from cmhost.workflows.jobs import Job, JobHandler, Outcome
 
@@ -34,10 +35,13 @@ class _LeaseLost(Exception):
     """Raised inside a transaction to roll it back: another worker owns the job now."""
 
 
-class Worker:
+class Worker(BackgroundLoop):
+    thread_name = "cmhost-worker"
+
     def __init__(self, db: Database, clock: Clock, handlers: Mapping[str, JobHandler], *,
                  tickers: Sequence[Ticker] = (), lease_seconds: float = 300.0,
                  poll_seconds: float = 1.0) -> None:
+        super().__init__()
         self.db = db
         self.tickers = list(tickers)
         self.clock = clock
@@ -45,9 +49,6 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._run_lock = threading.Lock()
         # Held by the background loop while it ticks and runs jobs, and by whoever drives the
         # worker by hand (the virtual clock's advance), so the two never interleave.
@@ -134,9 +135,6 @@ class Worker:
 
     # --- background thread ------------------------------------------------------------
 
-    def wake(self) -> None:
-        self._wake.set()
-
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """Keep the background loop still while the caller ticks and runs jobs itself."""
@@ -162,16 +160,7 @@ class Worker:
             # Only one process works a SQLite database: leases left by a crashed run are ours.
             with self.db.write() as conn:
                 repo.release_all_leases(conn)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="cmhost-worker", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._start_thread()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -186,5 +175,4 @@ class Worker:
             wait = self.poll_seconds
             if due is not None:
                 wait = max(0.0, min(wait, due - self.clock.now()))
-            self._wake.wait(wait)
-            self._wake.clear()
+            self._sleep(wait)

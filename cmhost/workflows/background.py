@@ -1,0 +1,43 @@
+"""A loop on a daemon thread that can be woken early and stopped: the worker, the pool filler."""
+
+from __future__ import annotations
+
+import threading
+
+
+class BackgroundLoop:
+    """Subclasses implement `_loop`, checking `_stop` and waiting with `_sleep`."""
+
+    thread_name = "cmhost-background"
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _start_thread(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait up to `seconds`, less if woken or stopped."""
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def _loop(self) -> None:
+        raise NotImplementedError
