@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
-from cmhost.engines.base import EngineError
+from cmhost.engines.base import EngineDriver, EngineError, EngineMaterial, ServerSpec
 from cmhost.service import backups, events, states
 from cmhost.service.artifacts import ArtifactError, load_artifact
 from cmhost.service.backup_jobs import BackupJob, DeleteBackupJob, MaintenanceJob, RestoreJob
@@ -34,31 +34,44 @@ class CreateServerJob(ServerJob):
             backup_id = job.payload.get("backup_id")
             if backup_id:
                 return self._from_backup(row, str(backup_id), now)
-            driver.provision(spec, self.material(row))
-            return goto("ready", at=row["created_at"] + rt.settings.provisioning_seconds,
-                        effects=self.event(row, f"Engine provisioned by the {driver.name} "
-                                                f"driver; waiting for its health check.", now))
+            material = self.material(row)
+            driver.provision(spec, material)
+            provisioned = self.event(row, f"Engine provisioned by the {driver.name} driver; "
+                                          f"waiting for its health check.", now)
+            ready_at = row["created_at"] + rt.settings.provisioning_seconds
+            if ready_at > now:
+                return goto("ready", at=ready_at, effects=provisioned)
+            # The provisioning time is over already: check its health now, not after a
+            # trip through the queue (a claim, a read and a record saved per server).
+            return self._check_ready(job, row, spec, driver, material, now, first=provisioned)
         if job.step == "ready":
-            health = driver.check_health(spec, self.material(row))
-            if health.status == states.HEALTHY:
-                def online(conn: Connection) -> None:
-                    if repo.transition_server(conn, row["id"], [states.CREATING],
-                                              status=states.HEALTHY, status_reason=None,
-                                              updated_at=now):
-                        events.record(conn, server_id=row["id"], server_name=row["name"],
-                                      at=now, message=f"Server {row['name']} is online "
-                                                      f"and HEALTHY.")
-                return finish(online)
-            checks = int(job.payload.get("checks", 0)) + 1
-            deadline = row["created_at"] + rt.settings.provisioning_seconds + READY_SECONDS
-            if now < deadline:
-                return goto("ready", at=min(now + min(2.0 ** checks, 10.0), deadline),
-                            payload={**job.payload, "checks": checks},
-                            effects=self.event(row, f"Engine not ready yet: {health.reason}",
-                                               now))
-            return finish(self._failed(row, f"The engine did not become healthy: "
-                                            f"{health.reason}", now))
+            return self._check_ready(job, row, spec, driver, self.material(row), now)
         raise ValueError(f"unknown step {job.step!r}")
+
+    def _check_ready(self, job: Job, row: Row, spec: ServerSpec, driver: EngineDriver,
+                     material: EngineMaterial, now: float, *, first: Effects | None = None
+                     ) -> Outcome:
+        """HEALTHY when the engine says so; otherwise ask again later, until the deadline.
+        `first` are effects of the same step that come before the outcome's."""
+        health = driver.check_health(spec, material)
+        if health.status == states.HEALTHY:
+            def online(conn: Connection) -> None:
+                if repo.transition_server(conn, row["id"], [states.CREATING],
+                                          status=states.HEALTHY, status_reason=None,
+                                          updated_at=now):
+                    events.record(conn, server_id=row["id"], server_name=row["name"],
+                                  at=now, message=f"Server {row['name']} is online "
+                                                  f"and HEALTHY.")
+            return finish(_chain(first, online))
+        checks = int(job.payload.get("checks", 0)) + 1
+        deadline = row["created_at"] + self.rt.settings.provisioning_seconds + READY_SECONDS
+        if now < deadline:
+            return goto("ready", at=min(now + min(2.0 ** checks, 10.0), deadline),
+                        payload={**job.payload, "checks": checks},
+                        effects=_chain(first, self.event(
+                            row, f"Engine not ready yet: {health.reason}", now)))
+        return finish(_chain(first, self._failed(
+            row, f"The engine did not become healthy: {health.reason}", now)))
 
     def _from_backup(self, row: Row, backup_id: str, now: float) -> Outcome:
         with self.rt.db.read() as conn:
@@ -146,3 +159,14 @@ def job_handlers(rt: Runtime) -> dict[str, JobHandler]:
         "restore": RestoreJob(rt), "maintenance": MaintenanceJob(rt),
         "node": NodeJob(rt), "modify": ModifyJob(rt),
     }
+
+
+def _chain(first: Effects | None, then: Effects) -> Effects:
+    """`first`, then `then`, in one transaction."""
+    if first is None:
+        return then
+
+    def both(conn: Connection) -> None:
+        first(conn)
+        then(conn)
+    return both
