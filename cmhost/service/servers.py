@@ -40,7 +40,6 @@ from cmhost.service.records import Server
 from cmhost.service.runtime import Runtime
 from cmhost.service.tags import tags_to_dict
 from cmhost.storage import repo
-from cmhost.storage.repo import Row
 
 MAX_RETENTION = 30  # automated backup generations
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -96,12 +95,6 @@ def check_maintenance_window(value: str | None) -> None:
 
 def server_not_found(name: str) -> ResourceNotFoundException:
     return events.server_not_found(name)
-
-
-def server_limit(rt: Runtime, account_row: Row | None) -> int:
-    """The account's own limit if one is set, else the process default."""
-    limit = account_row["server_limit"] if account_row is not None else None
-    return int(limit) if limit is not None else rt.settings.server_limit
 
 
 def create_server(rt: Runtime, caller: Caller, req: CreateServerInput
@@ -228,12 +221,15 @@ def _already_exists(name: str) -> ResourceAlreadyExistsException:
 
 def _check_can_create(rt: Runtime, conn: Connection, caller: Caller, req: CreateServerInput,
                       *, lock: bool = False) -> None:
-    account = (repo.lock_account(conn, caller.account, rt.clock.now()) if lock
-               else repo.get_account(conn, caller.account))
-    if repo.server_exists(conn, caller.account, caller.region, req.server_name):
+    if lock:  # a statement of its own: the checks must read what was committed after it
+        repo.lock_account(conn, caller.account, rt.clock.now())
+    own_limit, count, taken = repo.create_check(conn, caller.account, caller.region,
+                                                req.server_name)
+    if taken:
         raise _already_exists(req.server_name)
-    limit = server_limit(rt, account)
-    if repo.count_servers(conn, caller.account, caller.region) >= limit:
+    # The account's own limit if one is set, else the process default.
+    limit = own_limit if own_limit is not None else rt.settings.server_limit
+    if count >= limit:
         raise LimitExceededException(
             f"You have reached the maximum number of servers ({limit}) for this account "
             f"in {caller.region}.")

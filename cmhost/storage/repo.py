@@ -12,6 +12,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     insert,
     or_,
@@ -158,9 +159,28 @@ def get_server(conn: Connection, account: str, region: str, name: str) -> RowMap
                         ).mappings().first()
 
 
-def server_exists(conn: Connection, account: str, region: str, name: str) -> bool:
-    return conn.execute(SERVER_REVISION_BY_NAME, {"account": account, "region": region,
-                                                  "name": name}).first() is not None
+# CreateServer's checks in one statement: the account's own server limit (None when it has
+# none set, or no row yet), how many servers it has in the region, and whether the name is
+# taken there.
+_CREATE_CHECK = select(
+    select(accounts.c.server_limit).where(accounts.c.account == bindparam("a"))
+    .scalar_subquery(),
+    select(func.count()).select_from(servers).where(
+        servers.c.account == bindparam("a"), servers.c.region == bindparam("r"))
+    .scalar_subquery(),
+    exists().where(servers.c.account == bindparam("a"), servers.c.region == bindparam("r"),
+                   servers.c.name == bindparam("n")))
+
+
+def create_check(conn: Connection, account: str, region: str, name: str
+                 ) -> tuple[int | None, int, bool]:
+    """(the account's own server limit or None, its servers in `region`, `name` taken).
+
+    Under `lock_account`, run it after the lock is held: on PostgreSQL a statement sees what
+    was committed when it started, so counts read in the locking statement could be stale."""
+    limit, count, taken = conn.execute(_CREATE_CHECK, {"a": account, "r": region,
+                                                       "n": name}).one()
+    return (None if limit is None else int(limit)), int(count), bool(taken)
 
 
 def get_server_by_id(conn: Connection, server_id: str) -> RowMapping | None:
@@ -506,10 +526,10 @@ def delete_node_associations(conn: Connection, server_id: str) -> None:
 def record_schedule_fire(conn: Connection, server_id: str, kind: str, window_at: float,
                          now: float) -> bool:
     """True if this window had not fired yet (and now has); False if it already fired."""
-    exists = conn.execute(select(schedule_fires.c.server_id).where(
+    fired = conn.execute(select(schedule_fires.c.server_id).where(
         schedule_fires.c.server_id == server_id, schedule_fires.c.kind == kind,
         schedule_fires.c.window_at == window_at)).first()
-    if exists is not None:
+    if fired is not None:
         return False
     try:
         with conn.begin_nested():  # a savepoint: losing the race must not end the transaction
