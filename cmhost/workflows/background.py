@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 
 
-class BackgroundLoop:
+class BackgroundLoop(ABC):
     """Subclasses implement `_loop`, checking `_stop` and waiting with `_sleep`."""
 
     thread_name = "cmhost-background"
@@ -39,5 +40,6 @@ class BackgroundLoop:
         self._wake.wait(seconds)
         self._wake.clear()
 
+    @abstractmethod
     def _loop(self) -> None:
-        raise NotImplementedError
+        """The thread's body: runs until `_stop` is set."""
