@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -58,9 +59,38 @@ class SplitCmhost:
         return lines[-1]
 
     def pause(self) -> None:
-        """Stop the worker where it is; call only when it is idle (nothing due)."""
-        if self.worker is not None:
+        """Stop the worker where it is; call only when its jobs are idle (nothing due).
+
+        Its credential-pool filler may still be refilling the pool: stopped inside a write
+        transaction, it would hold SQLite's write lock and every write of the API would fail
+        after the busy timeout. So it is let go on and stopped again until it is caught
+        outside one."""
+        if self.worker is None:
+            return
+        for _ in range(500):
             self.worker.send_signal(signal.SIGSTOP)
+            _wait_stopped(self.worker.pid)
+            if not self._writing():
+                return
+            self.worker.send_signal(signal.SIGCONT)
+            time.sleep(0.005)
+        raise AssertionError("the worker never stopped outside a write transaction")
+
+    def _writing(self) -> bool:
+        """Whether someone holds the SQLite database's write lock now (False on a server)."""
+        url = self.cm.database_url
+        if not url.startswith("sqlite:///"):
+            return False
+        probe = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0,
+                                isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            probe.close()
 
     def resume(self) -> None:
         if self.worker is not None:
@@ -91,3 +121,14 @@ def poll(check: Callable[[], object], timeout: float = 60.0, interval: float = 0
             return
         time.sleep(interval)
     raise AssertionError(f"{check} did not become true within {timeout} s")
+
+
+def _wait_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Until the kernel reports `pid` stopped (a signal is delivered asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state in ("T", "t"):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} did not stop within {timeout} s")
