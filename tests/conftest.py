@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import Cmhost
+from tests.support import Cmhost, drop_created_databases
 
 # Tests never read the developer's AWS configuration.
 os.environ.setdefault("AWS_CONFIG_FILE", "/dev/null")
@@ -17,6 +17,11 @@ os.environ.setdefault("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
 for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
             "AWS_SESSION_TOKEN", "AWS_DATA_PATH"):
     os.environ.pop(var, None)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop the PostgreSQL databases the session's cmhosts used (no-op on SQLite)."""
+    drop_created_databases()
 
 
 @pytest.fixture(scope="module")

@@ -23,20 +23,41 @@ ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("CMHOST_TEST_DATABASE_URL")
 
 
+# PostgreSQL databases this test process created; dropped when the session ends.
+_CREATED_DATABASES: list[str] = []
+
+
 def fresh_database_url(workdir: Path) -> str:
     """A new, empty database for one test's cmhost: SQLite in `workdir`, or PostgreSQL."""
     if not POSTGRES_URL:
         return f"sqlite:///{workdir / 'data' / 'cmhost.db'}"
     import uuid
 
+    name = f"cmhost_test_{uuid.uuid4().hex[:12]}"
+    _postgres_admin(f'CREATE DATABASE "{name}"')
+    _CREATED_DATABASES.append(name)
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_created_databases() -> None:
+    """Drop every database `fresh_database_url` made (a whole PostgreSQL pass makes over a
+    thousand: left behind, they fill the disk and slow the cluster's crash recovery)."""
+    if _CREATED_DATABASES:
+        _postgres_admin(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+                          for name in _CREATED_DATABASES))
+        _CREATED_DATABASES.clear()
+
+
+def _postgres_admin(*statements: str) -> None:
     from sqlalchemy import create_engine, text
 
-    name = f"cmhost_test_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    engine = create_engine(str(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            for sql in statements:
+                conn.execute(text(sql))
+    finally:
+        engine.dispose()
 
 
 def database_bytes(url: str) -> bytes:
