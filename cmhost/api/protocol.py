@@ -28,6 +28,9 @@ log = logging.getLogger("cmhost.api")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+# Runs a reads-only handler call on the event loop if it can answer without waiting on the
+# database: (True, its result), or (False, None) and the call goes to a worker thread.
+InlineReads = Callable[[Callable[[], Any]], tuple[bool, Any]]
 
 MAX_BODY = 1024 * 1024  # 1 MiB
 TARGET_PREFIX = SERVICE.metadata.target_prefix + "."
@@ -118,7 +121,7 @@ class AwsJsonApp:
 
     def __init__(self, handlers: Mapping[str, Handler], verifier: SigV4Verifier,
                  throttle: TokenBuckets | None, executor: Executor, *,
-                 inline_reads: bool = False) -> None:
+                 inline_reads: InlineReads | None = None) -> None:
         self.inline_reads = inline_reads
         self.handlers = dict(handlers)
         self.verifier = verifier
@@ -190,9 +193,11 @@ class AwsJsonApp:
             raise ValidationException(format_violations(problems))
         caller = Caller(account=identity.account, region=identity.region,
                         principal_arn=identity.principal_arn, request_id=request_id)
-        if self.inline_reads and reads_only(handler):
+        if self.inline_reads is not None and reads_only(handler):
             # A quick local read: a thread hop would cost more than the query itself.
-            return 200, handler(caller, params)
+            done, result = self.inline_reads(lambda: handler(caller, params))
+            if done:
+                return 200, result
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self.executor, handler, caller, params)
         return 200, result

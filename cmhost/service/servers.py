@@ -261,7 +261,7 @@ def list_server_refs(rt: Runtime, pager: Pager, caller: Caller, *, server_name: 
     if server_name is not None:
         if next_token is not None:
             pager.decode(next_token, scope)  # no second page exists for one name
-        rows = rt.db.fetch(repo.SERVER_REVISION_BY_NAME, {
+        rows = rt.db.fetch(repo.SERVER_REVISION_BY_NAME, cached=True, params={
             "account": caller.account, "region": caller.region, "name": server_name})
         if not rows:
             raise server_not_found(server_name)
@@ -271,7 +271,7 @@ def list_server_refs(rt: Runtime, pager: Pager, caller: Caller, *, server_name: 
     if next_token is not None:
         cursor = pager.decode(next_token, scope)
         after = str(cursor[0]) if cursor else ""
-    rows = rt.db.fetch(repo.SERVER_REVISIONS, {"account": caller.account,
+    rows = rt.db.fetch(repo.SERVER_REVISIONS, cached=True, params={"account": caller.account,
                                                 "region": caller.region, "after": after,
                                                 "limit": limit + 1})
     token = None

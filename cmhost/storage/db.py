@@ -13,9 +13,17 @@ from sqlalchemy import Connection, Engine, Select, create_engine, event, exc, in
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from cmhost.storage.changes import ServerChanges
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 # A hot-path statement compiled once: SQL text, positional names (or None), literal values.
 _Plan = tuple[str, tuple[str, ...] | None, dict[str, Any]]
+# Cached reads kept per process (see Database.fetch); all dropped when there are more.
+MAX_CACHED_READS = 10_000
+
+
+class WouldBlock(Exception):
+    """Raised inside `Database.cached_only` by a read that would have to ask the database."""
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
@@ -107,29 +115,86 @@ class Database:
             # `fetch` keeps one connection per thread, outside the pool.
             self._fast = create_engine(url, poolclass=NullPool)
         self._single = self._writer if self.is_sqlite else self._reader
+        # Cached reads of the servers table (PostgreSQL), by statement and parameters.
+        self._cache: dict[tuple[Any, ...], tuple[int, list[tuple[Any, ...]]]] = {}
+        self._changes = None
+        if self._fast is not None:
+            self._changes = ServerChanges(self._listener_connection, (
+                exc.SQLAlchemyError, self._fast.dialect.loaded_dbapi.Error, OSError))
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
+        self._may_block()
         with self._writer.begin() as conn:
             yield conn
+        self._committed()
 
     @contextmanager
     def statement(self) -> Iterator[Connection]:
         """For one write statement that is atomic by itself (an INSERT, a DELETE or UPDATE
         … RETURNING): on a database server it runs in autocommit, without the round trips of
         BEGIN and COMMIT; on SQLite it is a write transaction like `write()`."""
+        self._may_block()
         with self._single.begin() as conn:
             yield conn
+        self._committed()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        self._may_block()
         with self._reader.begin() as conn:
             yield conn
 
-    def fetch(self, statement: Select[Any], params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    @contextmanager
+    def cached_only(self) -> Iterator[None]:
+        """Within it, on this thread, a read that is not answered from the cache (and any
+        transaction) raises WouldBlock instead of waiting on the database: for reads served
+        on the event loop when they can be."""
+        self._local.cached_only = True
+        try:
+            yield
+        finally:
+            self._local.cached_only = False
+
+    def _may_block(self) -> None:
+        if getattr(self._local, "cached_only", False):
+            raise WouldBlock
+
+    def _committed(self) -> None:
+        # After the commit, not before: a read between the two would cache the old rows
+        # under the new generation.
+        if self._changes is not None:
+            self._changes.changed()
+
+    def fetch(self, statement: Select[Any], params: dict[str, Any], *,
+              cached: bool = False) -> list[tuple[Any, ...]]:
         """Run one read statement on a raw driver connection, without SQLAlchemy's result
         machinery or an explicit transaction: the hot read path. Its columns must be plain
-        (no JSON or other processed types). Statements are compiled once per object."""
+        (no JSON or other processed types). Statements are compiled once per object.
+
+        `cached` (for statements that read the servers table and nothing else): on
+        PostgreSQL the rows are kept and given again until any process changes a server
+        (storage/changes.py). SQLite reads are local and cheap: never cached.
+        """
+        if not cached or self._changes is None:
+            self._may_block()
+            return self._fetch(statement, params)
+        key = (id(statement), *sorted(params.items()))
+        generation = self._changes.generation()
+        if generation is not None:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == generation:
+                return list(hit[1])
+        self._may_block()
+        rows = self._fetch(statement, params)
+        if generation is not None:
+            if len(self._cache) >= MAX_CACHED_READS:
+                self._cache.clear()
+            self._cache[key] = (generation, rows)
+            rows = list(rows)
+        return rows
+
+    def _fetch(self, statement: Select[Any], params: dict[str, Any]) -> list[tuple[Any, ...]]:
         plan = self._compiled.get(id(statement))
         if plan is None:
             plan = self._plan(statement)
@@ -182,6 +247,14 @@ class Database:
         finally:
             cursor.close()
 
+    def _listener_connection(self) -> tuple[Any, Any]:
+        """A connection of its own for ServerChanges, in autocommit, and its closer."""
+        assert self._fast is not None
+        raw = self._fast.raw_connection()
+        driver = raw.driver_connection
+        driver.autocommit = True  # type: ignore[union-attr]
+        return driver, raw.invalidate
+
     def _drop_fast_connection(self) -> None:
         raw = getattr(self._local, "raw", None)
         self._local.raw = None
@@ -210,6 +283,8 @@ class Database:
         return inspect(self._reader).get_table_names()
 
     def dispose(self) -> None:
+        if self._changes is not None:
+            self._changes.close()
         self._drop_fast_connection()
         if self._fast is not None:
             self._fast.dispose()

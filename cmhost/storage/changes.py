@@ -1,0 +1,99 @@
+"""When a cached read of the servers table goes stale: a generation number per process.
+
+On PostgreSQL a trigger (migration 0006) notifies channel `cmhost_servers` when any process
+commits a change to the servers table; `ServerChanges` listens on a connection of its own and
+moves its generation at each notice, and at each commit of this process (which must not wait
+for its own notice to read what it wrote). A read cached under one generation is good while
+the generation stays the same.
+
+While the listener is not known to be listening, there is no generation (None) and nothing
+may be cached: before it first says LISTEN, after its connection fails, and when it has not
+heard from the server for a while (a connection that hangs rather than fails).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "cmhost_servers"
+# The listener pings the server this often when no notice comes; a generation is trusted for
+# TRUST_SECONDS after the server was last heard from.
+PING_SECONDS = 1.0
+TRUST_SECONDS = 3.0
+RETRY_SECONDS = 1.0
+
+
+class ServerChanges:
+    """The generation of the servers table as this process knows it (PostgreSQL)."""
+
+    def __init__(self, connect: Callable[[], tuple[Any, Callable[[], None]]],
+                 errors: tuple[type[Exception], ...]) -> None:
+        # `connect` returns an autocommit psycopg connection and a function that closes it;
+        # `errors` are those a lost or refused connection raises.
+        self._connect = connect
+        self._errors = errors
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._trusted_until = 0.0  # monotonic; 0 while not listening
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def generation(self) -> int | None:
+        """The current generation, or None while changes made elsewhere could go unseen (the
+        first call starts the listener)."""
+        if time.monotonic() < self._trusted_until:
+            return self._generation
+        if self._thread is None:
+            self._start()
+        return None
+
+    def changed(self) -> None:
+        """Something may have changed: every read cached so far is stale."""
+        with self._lock:
+            self._generation += 1
+
+    def close(self) -> None:
+        """Stop caching now; the listener closes its connection when it next wakes (within
+        PING_SECONDS), or with the process (its thread is a daemon)."""
+        self._stop.set()
+        self._trusted_until = 0.0
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._stop.is_set():
+                return
+            self._thread = threading.Thread(target=self._run, name="cmhost-server-changes",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except self._errors as exc:  # a failed or lost connection: retry
+                log.warning("server change notices: %s; cached listings are off until the "
+                            "listener reconnects", exc)
+            self._stop.wait(RETRY_SECONDS)
+
+    def _listen(self) -> None:
+        conn, close = self._connect()
+        try:
+            conn.execute(f"LISTEN {CHANNEL}")
+            # Anything committed before LISTEN went unnoticed: start from a new generation.
+            self.changed()
+            self._trusted_until = time.monotonic() + TRUST_SECONDS
+            while not self._stop.is_set():
+                for _notice in conn.notifies(timeout=PING_SECONDS):
+                    self.changed()
+                conn.execute("SELECT 1")  # still there: trust the generation a while longer
+                self._trusted_until = time.monotonic() + TRUST_SECONDS
+        finally:
+            self._trusted_until = 0.0
+            self.changed()
+            close()
