@@ -127,7 +127,8 @@ class CmhostApp:
         verifier = SigV4Verifier(self._lookup_key)
         throttle = TokenBuckets() if settings.throttle else None
         self.aws = AwsJsonApp(OpsWorksCM(self.runtime).table(), verifier, throttle, self.executor,
-                              inline_reads=self._read_inline)
+                              inline_reads=self._read_inline,
+                              unavailable=self.db.unavailable)
         self.admin = AdminApp(self.clock, self.advance, self.health, self.executor,
                               self.read_log)
         self.started_at = time.time()

@@ -121,8 +121,11 @@ class AwsJsonApp:
 
     def __init__(self, handlers: Mapping[str, Handler], verifier: SigV4Verifier,
                  throttle: TokenBuckets | None, executor: Executor, *,
-                 inline_reads: InlineReads | None = None) -> None:
+                 inline_reads: InlineReads | None = None,
+                 unavailable: Callable[[BaseException], bool] = lambda exc: False) -> None:
         self.inline_reads = inline_reads
+        # Whether a failure is the store's, for now (locked, unreachable): 503, to retry.
+        self.unavailable = unavailable
         self.handlers = dict(handlers)
         self.verifier = verifier
         self.throttle = throttle
@@ -140,7 +143,13 @@ class AwsJsonApp:
         except ServiceError as exc:
             await send_error(send, 400, exc.code, exc.message, request_id)
             return
-        except Exception:
+        except Exception as exc:
+            if self.unavailable(exc):
+                log.warning("request %s: the database is unavailable: %s", request_id, exc)
+                await send_error(send, 503, "ServiceUnavailable",
+                                 "The service is unavailable for the moment (its database is "
+                                 "busy or unreachable); retry the request.", request_id)
+                return
             log.exception("internal failure in request %s", request_id)
             await send_error(send, 500, "InternalFailure",
                              "The request processing has failed because of an unknown error.",

@@ -77,6 +77,8 @@ class ServerChanges:
             try:
                 self._listen()
             except self._errors as exc:  # a failed or lost connection: retry
+                if self._stop.is_set():
+                    return  # closed while it waited: its connection went with the database
                 log.warning("server change notices: %s; cached listings are off until the "
                             "listener reconnects", exc)
             self._stop.wait(RETRY_SECONDS)

@@ -282,6 +282,22 @@ class Database:
             with suppress(Exception):  # it may be broken already
                 raw.invalidate()
 
+    def unavailable(self, error: BaseException) -> bool:
+        """Whether `error` means the database cannot serve for now and a retry may succeed:
+        SQLite locked or busy past its timeout, a server unreachable, a connection lost, the
+        pool exhausted, a serialization failure."""
+        if isinstance(error, (exc.TimeoutError, exc.DisconnectionError)):
+            return True
+        if isinstance(error, exc.DBAPIError):
+            if error.connection_invalidated:
+                return True
+            error = error.orig  # type: ignore[assignment]
+        if not isinstance(error, self._reader.dialect.loaded_dbapi.OperationalError):
+            return False
+        if self.is_sqlite:  # also "no such table" and the like, which retrying will not mend
+            return any(word in str(error) for word in ("locked", "busy"))
+        return True
+
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""
         from alembic import command

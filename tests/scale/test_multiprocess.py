@@ -187,3 +187,36 @@ def test_scheduler_fires_each_window_once_with_three_workers(
         assert len(automated()) == 3 * (day + 1)
     per_server = Counter(b["ServerName"] for b in automated())
     assert per_server == Counter({f"sched-{i}": 2 for i in range(3)})
+
+
+def test_describe_servers_sees_another_processes_changes(
+        cluster_factory: Callable[..., Cluster]) -> None:
+    """Each API process caches its DescribeServers listings (storage/changes.py): a change made
+    through another process (an API's, a worker's) or with plain SQL shows within moments; a
+    process's own at once."""
+    from sqlalchemy import create_engine, text
+
+    cluster = cluster_factory(apis=2, workers=1, clock="virtual")
+    a, b = (api.client() for api in cluster.apis)
+
+    def seen(client: Any) -> dict[str, tuple[str, int]]:
+        return {s["ServerName"]: (s["Status"], s["BackupRetentionCount"])
+                for s in client.describe_servers()["Servers"]}
+
+    create_server(a, "alpha", BackupRetentionCount=1)
+    assert "alpha" in seen(a)  # its own write, at once
+    # The worker (another process) makes it HEALTHY; both API processes see it.
+    for client in (a, b):
+        _wait(lambda c=client: seen(c) == {"alpha": ("HEALTHY", 1)}, "alpha HEALTHY", 60)
+    for _ in range(20):  # b answers from its cached listing now
+        assert seen(b) == {"alpha": ("HEALTHY", 1)}
+    a.update_server(ServerName="alpha", BackupRetentionCount=7)
+    assert seen(a) == {"alpha": ("HEALTHY", 7)}
+    _wait(lambda: seen(b) == {"alpha": ("HEALTHY", 7)}, "process b to see a's update", 5)
+    engine = create_engine(cluster.url)  # someone with psql
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE servers SET backup_retention_count = 9, "
+                          "revision = revision + 1"))
+    engine.dispose()
+    for client in (a, b):
+        _wait(lambda c=client: seen(c) == {"alpha": ("HEALTHY", 9)}, "the SQL change", 5)
