@@ -195,8 +195,9 @@ class AwsJsonApp:
                 f"Content-Type '{content_type}' is not supported; "
                 "use application/x-amz-json-1.1.")
         params = self._parse(body)
-        if not params:
-            params = self._query_params(operation, scope.get("query_string", b""))
+        query_string = scope.get("query_string", b"")
+        if not params and query_string:
+            params = self._query_params(operation, query_string)
         problems = validate_input(operation, params)
         if problems:
             raise ValidationException(format_violations(problems))

@@ -1,6 +1,14 @@
 """When a cached read of the servers table goes stale: a generation number per process.
 
-On PostgreSQL a trigger (migration 0006) notifies channel `cmhost_servers` when any process
+Both kinds move at each commit of this process (`changed()`, called by Database after the
+commit returns), so a process reads its own writes at once.
+
+On SQLite (`LocalChanges`) other processes' commits are seen through `PRAGMA data_version`,
+which moves whenever another connection commits: read at most once per RECHECK_SECONDS per
+thread (a pragma costs a few microseconds, as much as the rest of a cached read), so another
+process's change shows within a millisecond.
+
+On PostgreSQL (`ServerChanges`) a trigger (migration 0006) notifies channel `cmhost_servers` when any process
 commits a change to the servers table; `ServerChanges` listens on a connection of its own and
 moves its generation at each notice, and at each commit of this process (which must not wait
 for its own notice to read what it wrote). A read cached under one generation is good while
@@ -27,6 +35,35 @@ CHANNEL = "cmhost_servers"
 PING_SECONDS = 1.0
 TRUST_SECONDS = 3.0
 RETRY_SECONDS = 1.0
+
+
+RECHECK_SECONDS = 0.001
+
+
+class LocalChanges:
+    """The generation of an SQLite database as this process knows it."""
+
+    def __init__(self, version: Callable[[], Any]) -> None:
+        # `version` reads this thread's connection's data_version (and names the connection).
+        self._version = version
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._local = threading.local()
+
+    def generation(self) -> tuple[int, Any]:
+        local = self._local
+        now = time.monotonic()
+        if now >= getattr(local, "recheck_at", 0.0):
+            local.version = self._version()
+            local.recheck_at = now + RECHECK_SECONDS
+        return self._generation, local.version
+
+    def changed(self) -> None:
+        with self._lock:
+            self._generation += 1
+
+    def close(self) -> None:
+        pass
 
 
 class ServerChanges:

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, Select, create_engine, event, exc, in
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from cmhost.storage.changes import ServerChanges
+from cmhost.storage.changes import LocalChanges, ServerChanges
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # A hot-path statement compiled once: SQL text, positional names (or None), literal values.
@@ -119,8 +119,10 @@ class Database:
         # Cached reads of the servers table, by statement and parameters.
         self._cache: dict[tuple[Any, ...], tuple[Any, list[tuple[Any, ...]]]] = {}
         self._serials = itertools.count()
-        self._changes = None
-        if self._fast is not None:
+        self._changes: LocalChanges | ServerChanges
+        if self._fast is None:
+            self._changes = LocalChanges(self._sqlite_version)
+        else:
             self._changes = ServerChanges(self._listener_connection, (
                 exc.SQLAlchemyError, self._fast.dialect.loaded_dbapi.Error, OSError))
 
@@ -165,8 +167,7 @@ class Database:
     def _committed(self) -> None:
         # After the commit, not before: a read between the two would cache the old rows
         # under the new generation.
-        if self._changes is not None:
-            self._changes.changed()
+        self._changes.changed()
 
     def fetch(self, statement: Select[Any], params: dict[str, Any], *,
               cached: bool = False) -> list[tuple[Any, ...]]:
@@ -175,17 +176,13 @@ class Database:
         (no JSON or other processed types). Statements are compiled once per object.
 
         `cached` (for statements that read the servers table and nothing else): the rows
-        are kept and given again until the database changes: on PostgreSQL until any process
-        changes a server (storage/changes.py), on SQLite until any connection commits
-        anything (the thread's connection's `PRAGMA data_version`, a few microseconds
-        against the query's twenty-odd).
+        are kept and given again until the servers may have changed (storage/changes.py).
         """
         if not cached:
             self._may_block()
             return self._fetch(statement, params)
         key = (id(statement), *sorted(params.items()))
-        generation = (self._changes.generation() if self._changes is not None
-                      else self._sqlite_version())
+        generation = self._changes.generation()
         if generation is not None:
             hit = self._cache.get(key)
             if hit is not None and hit[0] == generation:
@@ -319,8 +316,7 @@ class Database:
         return inspect(self._reader).get_table_names()
 
     def dispose(self) -> None:
-        if self._changes is not None:
-            self._changes.close()
+        self._changes.close()
         self._drop_fast_connection()
         if self._fast is not None:
             self._fast.dispose()
