@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,12 @@ for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECR
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Drop the PostgreSQL databases the session's cmhosts used (no-op on SQLite)."""
-    drop_created_databases()
+    """Drop the PostgreSQL databases the session's cmhosts used (no-op on SQLite); a failure
+    to clean up is reported, not turned into a failed run."""
+    try:
+        drop_created_databases()
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(f"could not drop the test databases: {exc}", stacklevel=1)
 
 
 @pytest.fixture(scope="module")

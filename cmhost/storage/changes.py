@@ -15,13 +15,16 @@ for its own notice to read what it wrote). A read cached under one generation is
 the generation stays the same.
 
 While the listener is not known to be listening, there is no generation (None) and nothing
-may be cached: before it first says LISTEN, after its connection fails, and when it has not
-heard from the server for a while (a connection that hangs rather than fails).
+may be cached: before it first says LISTEN, after its connection fails, and when its own ping
+through the channel has not come back for a while (a connection that hangs rather than fails,
+a path that drops notices). Not detected: the trigger disabled by hand, or writes made with
+`session_replication_role = replica` (pg_restore --disable-triggers).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -30,8 +33,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CHANNEL = "cmhost_servers"
-# The listener pings the server this often when no notice comes; a generation is trusted for
-# TRUST_SECONDS after the server was last heard from.
+# The listener pings itself through the channel this often; a generation is trusted for
+# TRUST_SECONDS from the sending of a ping that came back.
 PING_SECONDS = 1.0
 TRUST_SECONDS = 3.0
 RETRY_SECONDS = 1.0
@@ -110,28 +113,45 @@ class ServerChanges:
             self._thread.start()
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.is_set():
             try:
                 self._listen()
-            except self._errors as exc:  # a failed or lost connection: retry
+            except Exception as exc:  # noqa: BLE001 - a lost connection, or anything: retry
                 if self._stop.is_set():
                     return  # closed while it waited: its connection went with the database
-                log.warning("server change notices: %s; cached listings are off until the "
-                            "listener reconnects", exc)
+                if not failing:  # once per outage, not every second
+                    log.warning("server change notices: %s; cached listings are off until "
+                                "the listener reconnects", exc)
+                failing = True
+            else:
+                failing = False
             self._stop.wait(RETRY_SECONDS)
 
     def _listen(self) -> None:
+        """LISTEN, then each PING_SECONDS notify the channel with a ping of this listener's
+        own: the generation is trusted for TRUST_SECONDS from when a ping was sent, once that
+        ping has come back. Notices arrive in commit order, so every change committed before
+        the ping has been counted by then; and a path that loses notices (a pooler between
+        cmhost and PostgreSQL, say) loses the pings too, which turns caching off instead of
+        serving stale listings."""
         conn, close = self._connect()
         try:
+            conn.execute("SET application_name = 'cmhost-server-changes'")
             conn.execute(f"LISTEN {CHANNEL}")
             # Anything committed before LISTEN went unnoticed: start from a new generation.
             self.changed()
-            self._trusted_until = time.monotonic() + TRUST_SECONDS
+            pings = 0
             while not self._stop.is_set():
-                for _notice in conn.notifies(timeout=PING_SECONDS):
-                    self.changed()
-                conn.execute("SELECT 1")  # still there: trust the generation a while longer
-                self._trusted_until = time.monotonic() + TRUST_SECONDS
+                pings += 1
+                ping = f"ping:{os.getpid()}:{id(self)}:{pings}"
+                sent = time.monotonic()
+                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ping))
+                for notice in conn.notifies(timeout=PING_SECONDS):
+                    if notice.payload == ping:
+                        self._trusted_until = sent + TRUST_SECONDS
+                    elif not notice.payload.startswith("ping:"):  # another listener's ping
+                        self.changed()
         finally:
             self._trusted_until = 0.0
             self.changed()

@@ -23,6 +23,14 @@ _Plan = tuple[str, tuple[str, ...] | None, dict[str, Any]]
 MAX_CACHED_READS = 10_000
 
 
+# PostgreSQL SQLSTATEs a retry may get past: connection exceptions, insufficient resources;
+# serialization failure, deadlock, lock not available, query canceled, admin/crash shutdown,
+# cannot connect now, read-only transaction (a standby after a failover).
+_TRANSIENT_CLASSES = ("08", "53")
+_TRANSIENT_STATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03",
+                               "25006"})
+
+
 class WouldBlock(Exception):
     """Raised inside `Database.cached_only` by a read that would have to ask the database."""
 
@@ -289,11 +297,15 @@ class Database:
             if error.connection_invalidated:
                 return True
             error = error.orig  # type: ignore[assignment]
-        if not isinstance(error, self._reader.dialect.loaded_dbapi.OperationalError):
+        if self.is_sqlite:  # not "no such table" and the like, which retrying will not mend
+            return (isinstance(error, self._reader.dialect.loaded_dbapi.OperationalError)
+                    and any(word in str(error) for word in ("locked", "busy")))
+        if not isinstance(error, self._reader.dialect.loaded_dbapi.Error):
             return False
-        if self.is_sqlite:  # also "no such table" and the like, which retrying will not mend
-            return any(word in str(error) for word in ("locked", "busy"))
-        return True
+        state = getattr(error, "sqlstate", None)
+        if state is None:  # the driver's own: no connection, or it was lost
+            return isinstance(error, self._reader.dialect.loaded_dbapi.OperationalError)
+        return state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""

@@ -1,5 +1,6 @@
 """A database that cannot serve for now (locked, unreachable) answers 503 ServiceUnavailable,
-which SDKs retry, never 500 InternalFailure; other failures stay 500."""
+the code that says "retry later" (botocore retries 500 too, but 500 says cmhost failed); other
+failures stay 500 InternalFailure."""
 
 from __future__ import annotations
 
@@ -48,6 +49,21 @@ def test_which_failures_are_the_databases_for_now(tmp_path: Path) -> None:
     assert not db.unavailable(sqlite3.OperationalError("no such table: servers"))
     assert not db.unavailable(exc.IntegrityError("INSERT", {}, sqlite3.IntegrityError("x")))
     assert not db.unavailable(ValueError("a bug"))
+    db.dispose()
+
+
+def test_postgresql_errors_by_sqlstate() -> None:
+    from psycopg import errors
+
+    db = Database("postgresql+psycopg://cmhost:cmhost@127.0.0.1:1/nowhere")
+    for transient in (errors.SerializationFailure, errors.DeadlockDetected,
+                      errors.AdminShutdown, errors.ReadOnlySqlTransaction,
+                      errors.TooManyConnections, errors.LockNotAvailable):
+        assert db.unavailable(transient("x")), transient
+        assert db.unavailable(exc.DBAPIError("SELECT", {}, transient("x"))), transient
+    for lasting in (errors.ProgramLimitExceeded, errors.ObjectNotInPrerequisiteState,
+                    errors.UndefinedTable, errors.InvalidPassword, errors.UniqueViolation):
+        assert not db.unavailable(lasting("x")), lasting
     db.dispose()
 
 

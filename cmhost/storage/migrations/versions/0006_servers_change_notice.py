@@ -4,8 +4,8 @@ Revision ID: 0006
 Revises: 0005
 
 Each API process caches its DescribeServers listings and drops them when any process changes
-a server (storage/changes.py). A statement-level trigger sends the notice at commit, whoever
-wrote: cmhost, another cmhost, or someone with psql. SQLite needs none (its reads are local,
+a server (storage/changes.py). Row triggers (and one for TRUNCATE) send the notice at commit,
+whoever wrote: cmhost, another cmhost, or someone with psql. SQLite needs none (its reads are local,
 and `PRAGMA data_version` tells a connection that another one committed).
 """
 
