@@ -72,12 +72,9 @@ class LocalChanges:
 class ServerChanges:
     """The generation of the servers table as this process knows it (PostgreSQL)."""
 
-    def __init__(self, connect: Callable[[], tuple[Any, Callable[[], None]]],
-                 errors: tuple[type[Exception], ...]) -> None:
-        # `connect` returns an autocommit psycopg connection and a function that closes it;
-        # `errors` are those a lost or refused connection raises.
+    def __init__(self, connect: Callable[[], tuple[Any, Callable[[], None]]]) -> None:
+        # `connect` returns an autocommit psycopg connection and a function that closes it.
         self._connect = connect
-        self._errors = errors
         self._lock = threading.Lock()
         self._generation = 0
         self._trusted_until = 0.0  # monotonic; 0 while not listening

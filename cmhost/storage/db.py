@@ -131,8 +131,7 @@ class Database:
         if self._fast is None:
             self._changes = LocalChanges(self._sqlite_version)
         else:
-            self._changes = ServerChanges(self._listener_connection, (
-                exc.SQLAlchemyError, self._fast.dialect.loaded_dbapi.Error, OSError))
+            self._changes = ServerChanges(self._listener_connection)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
