@@ -23,6 +23,9 @@ def _add_storage_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--master-key-file", type=Path,
                    help="file holding the master key (CMHOST_MASTER_KEY_FILE); "
                         "default $XDG_CONFIG_HOME/cmhost/master.key")
+    p.add_argument("--accept-new-database", action="store_true", default=None,
+                   help="start on an empty database although the data directory belongs to "
+                        "another one (CMHOST_ACCEPT_NEW_DATABASE)")
 
 
 def _add_service_flags(p: argparse.ArgumentParser) -> None:
@@ -66,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-worker", action="store_true", help="serve the API only")
     serve.add_argument("--public-url",
                        help="URL nodes use to reach this API in user data (CMHOST_PUBLIC_URL)")
+    serve.add_argument("--admin-token",
+                       help="bearer token for /_cmhost/ endpoints that change anything; "
+                            "required for them off loopback (CMHOST_ADMIN_TOKEN)")
     _add_service_flags(serve)
 
     worker = sub.add_parser("worker", help="run jobs and schedules only, no API")
@@ -115,6 +121,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "engine_host": "engine_host", "engine_ports": "engine_ports", "java_heap": "java_heap",
         "health_interval": "health_interval", "events_per_server": "events_per_server",
         "job_lease_seconds": "job_lease_seconds", "credential_pool": "credential_pool",
+        "admin_token": "admin_token", "accept_new_database": "accept_new_database",
     }
     for arg, field_name in mapping.items():
         value = getattr(args, arg, None)

@@ -55,6 +55,10 @@ class Settings:
     job_lease_seconds: float = 300.0  # a job step a dead worker held is taken over after this
     credential_pool: int = 4  # servers' worth of keys and passwords workers make ahead; 0: off
     log_level: str = "info"
+    # Bearer token for /_cmhost/ endpoints that change anything (required off loopback).
+    admin_token: str | None = None
+    # Start on an empty database although the data directory belongs to another one.
+    accept_new_database: bool = False
 
     @property
     def resolved_database_url(self) -> str:
@@ -123,4 +127,9 @@ def env_defaults() -> dict[str, object]:
             out[key] = kind(env[name])
     if "CMHOST_PUBLIC_URL" in env:
         out["public_url"] = env["CMHOST_PUBLIC_URL"]
+    if env.get("CMHOST_ADMIN_TOKEN"):
+        out["admin_token"] = env["CMHOST_ADMIN_TOKEN"]
+    if "CMHOST_ACCEPT_NEW_DATABASE" in env:
+        out["accept_new_database"] = env["CMHOST_ACCEPT_NEW_DATABASE"].lower() in (
+            "1", "true", "yes", "on")
     return out
