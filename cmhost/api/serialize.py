@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cmhost.service.accounts import AccountAttribute
+from cmhost.service.engine_options import full_version
 from cmhost.service.records import Backup, Event, Server
 
 
@@ -29,7 +30,7 @@ def server(s: Server, extra_attributes: list[tuple[str, str]] | None = None) -> 
         "EngineModel": s.engine_model,
         "EngineAttributes": attributes(
             extra_attributes if extra_attributes is not None else s.engine_attributes),
-        "EngineVersion": s.engine_version,
+        "EngineVersion": full_version(s.engine, s.engine_version),
         "InstanceProfileArn": s.instance_profile_arn,
         "InstanceType": s.instance_type,
         "PreferredMaintenanceWindow": s.preferred_maintenance_window,
@@ -71,10 +72,13 @@ def backup(b: Backup) -> dict[str, Any]:
         "BackupArn": b.arn, "BackupId": b.id, "BackupType": b.backup_type,
         "CreatedAt": round(b.created_at, 3), "ServerName": b.server_name, "Status": b.status,
     }
+    settings = dict(b.settings)
+    if "EngineVersion" in settings:
+        settings["EngineVersion"] = full_version(str(settings.get("Engine")),
+                                                 settings["EngineVersion"])
     optional: dict[str, Any] = {
         "Description": b.description, "StatusDescription": b.status_description,
-        "UserArn": b.user_arn, "S3LogUrl": b.log_url,
-        **{k: v for k, v in b.settings.items()},
+        "UserArn": b.user_arn, "S3LogUrl": b.log_url, **settings,
     }
     out.update({k: v for k, v in optional.items() if v is not None})
     return out

@@ -8,11 +8,13 @@ from cmhost.service.errors import ValidationException
 
 ENGINES = ("Chef", "ChefAutomate", "Puppet")
 MODELS = {"Chef": "Single", "ChefAutomate": "Single", "Puppet": "Monolithic"}
-# Major version accepted on create -> the full version DescribeServers shows.
+# Major version accepted on create -> the full version the server shows from then on
+# (behavior-notes: 12.11.1, 2020-07, 2019-08). Puppet 2017 was Puppet Enterprise 2017.3 on
+# the original service, written the way 2019.8 became 2019-08.
 VERSIONS = {
-    "Chef": {"2": "2", "12": "12.11.1"},
-    "ChefAutomate": {"2": "2"},
-    "Puppet": {"2019": "2019", "2017": "2017"},
+    "Chef": {"2": "2020-07", "12": "12.11.1"},
+    "ChefAutomate": {"2": "2020-07"},
+    "Puppet": {"2019": "2019-08", "2017": "2017-03"},
 }
 DEFAULT_VERSION = {"Chef": "2", "ChefAutomate": "2", "Puppet": "2019"}
 
@@ -22,6 +24,14 @@ class EngineChoice:
     engine: str
     model: str
     version: str
+
+
+def full_version(engine: str, version: str) -> str:
+    """The full version of `engine` a major `version` stands for; any other value as it is.
+
+    Servers stored before versions were stored in full, and the major version a Chef major
+    upgrade records, are shown in full through this."""
+    return VERSIONS.get(engine, {}).get(version, version)
 
 
 def choose_engine(engine: str, model: str | None, version: str | None) -> EngineChoice:

@@ -35,6 +35,7 @@ from cmhost.service.errors import (
     constraint,
     violations,
 )
+from cmhost.service.network import server_network
 from cmhost.service.pagination import Pager, page_size
 from cmhost.service.records import Server
 from cmhost.service.runtime import Runtime
@@ -175,6 +176,11 @@ def _create(rt: Runtime, caller: Caller, req: CreateServerInput, *, driver: Engi
         public_parts["custom_certificate"] = req.custom_certificate
     public_attributes = (driver.public_attributes(spec, material) if req.backup_id is None
                          else [])
+    # Also from a backup: a new server gets a new group (and the default subnet) unless the
+    # request names them, as the reference says of CreateServer.
+    security_groups, subnets = server_network(
+        server_id, caller.account, caller.region, security_group_ids=req.security_group_ids,
+        subnet_ids=req.subnet_ids)
 
     row = {
         "id": server_id, "account": caller.account, "region": caller.region,
@@ -191,7 +197,7 @@ def _create(rt: Runtime, caller: Caller, req: CreateServerInput, *, driver: Engi
         "preferred_backup_window": req.preferred_backup_window or default_backup_window(),
         "preferred_maintenance_window": req.preferred_maintenance_window
         or default_maintenance_window(),
-        "security_group_ids": req.security_group_ids, "subnet_ids": req.subnet_ids,
+        "security_group_ids": security_groups, "subnet_ids": subnets,
         "custom_domain": req.custom_domain, "engine_public": public_parts,
         "engine_secrets_enc": rt.box.encrypt(json.dumps(secret_parts), arn),
         "engine_attributes": [list(a) for a in public_attributes],

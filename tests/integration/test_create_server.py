@@ -44,7 +44,7 @@ def test_defaults_and_identifiers(cmhost: Cmhost, rclient: Any, region: str) -> 
     assert server["Status"] == "CREATING"
     assert server["Engine"] == "Chef"
     assert server["EngineModel"] == "Single"
-    assert server["EngineVersion"].split(".")[0] == "2"
+    assert server["EngineVersion"] == "2020-07"  # Chef Automate 2, shown in full
     assert server["AssociatePublicIpAddress"] is True
     assert server["DisableAutomatedBackup"] is False
     assert server["BackupRetentionCount"] == 1
@@ -53,8 +53,7 @@ def test_defaults_and_identifiers(cmhost: Cmhost, rclient: Any, region: str) -> 
     assert server["InstanceProfileArn"] == SERVER_DEFAULTS["InstanceProfileArn"]
     assert server["InstanceType"] == SERVER_DEFAULTS["InstanceType"]
     assert server["ServiceRoleArn"] == SERVER_DEFAULTS["ServiceRoleArn"]
-    for absent in ("KeyPair", "SecurityGroupIds", "SubnetIds", "CustomDomain",
-                   "MaintenanceStatus", "StatusReason"):
+    for absent in ("KeyPair", "CustomDomain", "MaintenanceStatus", "StatusReason"):
         assert absent not in server
 
     assert server_arn_re(region, DEV_ACCOUNT, "Chef-Defaults").fullmatch(server["ServerArn"])
@@ -90,7 +89,7 @@ def test_explicit_settings_are_kept(rclient: Any) -> None:
     described = rclient.describe_servers(ServerName="explicit")["Servers"][0]
     for key, value in settings.items():
         if key == "EngineVersion":
-            assert server[key].split(".")[0] == value
+            assert server[key] == "2020-07"
         else:
             assert server[key] == value, key
         assert described[key] == server[key], key
@@ -99,7 +98,7 @@ def test_explicit_settings_are_kept(rclient: Any) -> None:
 def test_puppet_defaults_then_healthy_only_when_the_clock_moves(cmhost: Cmhost, rclient: Any) -> None:
     server = create_server(rclient, "slow-one", "Puppet")
     assert server["EngineModel"] == "Monolithic"
-    assert server["EngineVersion"].split("-")[0] == "2019"
+    assert server["EngineVersion"] == "2019-08"
     assert status_of(rclient, "slow-one") == "CREATING"
     cmhost.advance(CREATING_SECONDS / 2)
     assert status_of(rclient, "slow-one") == "CREATING"
@@ -115,19 +114,19 @@ def test_forty_character_name_is_accepted(rclient: Any, region: str) -> None:
     assert server["Endpoint"].startswith(name.lower() + "-")
 
 
-@pytest.mark.parametrize(("engine", "version", "model", "major"), [
-    ("Chef", "12", "Single", "12"),
-    ("Puppet", "2017", "Monolithic", "2017"),
-    ("Puppet", "2019", "Monolithic", "2019"),
-    ("ChefAutomate", "2", "Single", "2"),
+@pytest.mark.parametrize(("engine", "version", "model", "full"), [
+    ("Chef", "12", "Single", "12.11.1"),
+    ("Puppet", "2017", "Monolithic", "2017-03"),
+    ("Puppet", "2019", "Monolithic", "2019-08"),
+    ("ChefAutomate", "2", "Single", "2020-07"),
 ])
 def test_engine_versions_and_default_models(rclient: Any, engine: str, version: str | None,
-                                            model: str, major: str) -> None:
+                                            model: str, full: str) -> None:
     extra = {} if version is None else {"EngineVersion": version}
     server = create_server(rclient, "engine-check", engine, **extra)
     assert server["Engine"] == engine
     assert server["EngineModel"] == model
-    assert re.split(r"[.-]", server["EngineVersion"])[0] == major
+    assert server["EngineVersion"] == full
     assert rclient.describe_servers(ServerName="engine-check")["Servers"][0]["EngineModel"] == model
 
 

@@ -66,7 +66,7 @@ def test_nodes_survive_maintenance(cmhost: Cmhost, client: Any,
 
 def test_chef_12_major_upgrade(cmhost: Cmhost, client: Any) -> None:
     created = healthy_server(cmhost, client, "mt-chef12", EngineVersion="12")
-    assert created["EngineVersion"].startswith("12")
+    assert created["EngineVersion"] == "12.11.1"
     expect_error(client.start_maintenance, "ValidationException", ServerName="mt-chef12",
                  EngineAttributes=[{"Name": UPGRADE, "Value": "maybe"}])
     started = client.start_maintenance(ServerName="mt-chef12",
@@ -75,7 +75,7 @@ def test_chef_12_major_upgrade(cmhost: Cmhost, client: Any) -> None:
     settle(cmhost)
     after = server(client, "mt-chef12")
     assert (after["Status"], after["MaintenanceStatus"], after["EngineVersion"]) == (
-        "HEALTHY", "SUCCESS", "2")
+        "HEALTHY", "SUCCESS", "2020-07")
     # now a Chef 2 server: no further major upgrade
     expect_error(client.start_maintenance, "ValidationException", ServerName="mt-chef12",
                  EngineAttributes=[{"Name": UPGRADE, "Value": "true"}])
