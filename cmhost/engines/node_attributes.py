@@ -27,9 +27,12 @@ _ACCEPTED: dict[tuple[EngineFamily, NodeAction], dict[str, str]] = {
         CHEF_NODE_PUBLIC_KEY: CHEF_NODE_PUBLIC_KEY,
         "CHEF_AUTOMATE_NODE_PUBLIC_KEY": CHEF_NODE_PUBLIC_KEY,
     },
+    # AWS's own disassociate-node example sends the node's public key too.
     ("Chef", "disassociate"): {
         CHEF_ORGANIZATION: CHEF_ORGANIZATION,
         "CHEF_AUTOMATE_ORGANIZATION": CHEF_ORGANIZATION,
+        CHEF_NODE_PUBLIC_KEY: CHEF_NODE_PUBLIC_KEY,
+        "CHEF_AUTOMATE_NODE_PUBLIC_KEY": CHEF_NODE_PUBLIC_KEY,
     },
     ("Puppet", "associate"): {PUPPET_NODE_CSR: PUPPET_NODE_CSR},
     ("Puppet", "disassociate"): {},
@@ -123,9 +126,12 @@ def check_node_attributes(
     """Check the EngineAttributes of AssociateNode/DisassociateNode; return canonical ones.
 
     Chef: CHEF_ORGANIZATION (`default`, also when absent) and, to associate,
-    CHEF_NODE_PUBLIC_KEY (canonical SubjectPublicKeyInfo PEM). Puppet: PUPPET_NODE_CSR (to
-    associate; its CN must be the node name) and nothing to disassociate. Raises
-    InvalidEngineAttribute with a message that never repeats a key or a CSR.
+    CHEF_NODE_PUBLIC_KEY (canonical SubjectPublicKeyInfo PEM). To disassociate, a
+    CHEF_NODE_PUBLIC_KEY may come along (as in AWS's example): it must be an RSA public key
+    as on AssociateNode, and is then left out, since NodeName alone names the node. Puppet:
+    PUPPET_NODE_CSR (to associate; its CN must be the node name) and nothing to
+    disassociate. Raises InvalidEngineAttribute with a message that never repeats a key or
+    a CSR.
     """
     problem = node_name_problem(node_name)
     if problem:
@@ -135,6 +141,8 @@ def check_node_attributes(
         result = {CHEF_ORGANIZATION: _organization(given)}
         if action == "associate":
             result[CHEF_NODE_PUBLIC_KEY] = _node_public_key(given)
+        elif CHEF_NODE_PUBLIC_KEY in given:
+            _node_public_key(given)
         return result
     if action == "associate":
         return {PUPPET_NODE_CSR: _node_csr(given, node_name)}

@@ -108,21 +108,27 @@ def test_chef_refuses_unknown_repeated_and_empty_attributes(rsa_key: rsa.RSAPriv
         check_node_attributes("Chef", "Chef", "associate", "n1", {"CHEF_NODE_PUBLIC_KEY": " "})
 
 
-def test_chef_disassociate_takes_the_organization_only(rsa_key: rsa.RSAPrivateKey) -> None:
+def test_chef_disassociate_takes_the_organization_and_maybe_the_key(
+    rsa_key: rsa.RSAPrivateKey,
+) -> None:
     assert check_node_attributes("Chef", "Chef", "disassociate", "n1", {}) == {
         "CHEF_ORGANIZATION": "default"
     }
     assert check_node_attributes(
         "Chef", "Chef", "disassociate", "n1", {"CHEF_AUTOMATE_ORGANIZATION": "default"}
     ) == {"CHEF_ORGANIZATION": "default"}
-    with pytest.raises(InvalidEngineAttribute, match="not accepted on DisassociateNode"):
+    # AWS's disassociate-node example sends the node's key along: checked, then left out.
+    for name in ("CHEF_NODE_PUBLIC_KEY", "CHEF_AUTOMATE_NODE_PUBLIC_KEY"):
+        assert check_node_attributes(
+            "Chef", "Chef", "disassociate", "n1",
+            {"CHEF_ORGANIZATION": "default", name: pki.public_key_pem(rsa_key)},
+        ) == {"CHEF_ORGANIZATION": "default"}
+    with pytest.raises(InvalidEngineAttribute, match="must be the node's RSA public key"):
         check_node_attributes(
-            "Chef",
-            "Chef",
-            "disassociate",
-            "n1",
-            {"CHEF_NODE_PUBLIC_KEY": pki.public_key_pem(rsa_key)},
+            "Chef", "Chef", "disassociate", "n1", {"CHEF_NODE_PUBLIC_KEY": "Public_key_contents"}
         )
+    with pytest.raises(InvalidEngineAttribute, match="not accepted on DisassociateNode"):
+        check_node_attributes("Chef", "Chef", "disassociate", "n1", {"PUPPET_NODE_CSR": "x"})
     with pytest.raises(InvalidEngineAttribute, match="must be 'default'"):
         check_node_attributes("Chef", "Chef", "disassociate", "n1", {"CHEF_ORGANIZATION": "x"})
 
