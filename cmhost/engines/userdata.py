@@ -34,8 +34,8 @@ resolve_node_name() {
 # Installs are skipped when the tool is already there or CMHOST_SKIP_INSTALL=1.
 skip_install() { [ "${CMHOST_SKIP_INSTALL:-0}" = 1 ]; }
 
-# `aws opsworks-cm` needs an AWS CLI that still ships the service (awscli 1.42.18 or
-# older), or a newer one given the service model through AWS_DATA_PATH.
+# The service's commands need an AWS CLI that still ships it (awscli 1.42.18 or older),
+# or a newer one given the service model through AWS_DATA_PATH (`cmhost model export DIR`).
 install_aws_cli() {
   if command -v aws >/dev/null 2>&1; then return 0; fi
   if ! skip_install; then
@@ -50,8 +50,25 @@ install_aws_cli() {
   command -v aws >/dev/null 2>&1 || die "the AWS CLI (aws) is needed; install it and run again"
 }
 
+# The CLI's name for the service: the CLIs that ship it call it `opsworks-cm`; a newer one
+# given the model through AWS_DATA_PATH knows only the model's name, `opsworkscm`. A
+# skeleton is printed without a request, so asking costs no call to the service.
+opsworks_cm_command() {
+  local name
+  for name in opsworks-cm opsworkscm; do
+    if aws "$name" describe-servers --generate-cli-skeleton >/dev/null 2>&1; then
+      printf '%s\n' "$name"
+      return 0
+    fi
+  done
+  return 1
+}
+
 command -v openssl >/dev/null 2>&1 || die "openssl is needed to create this node's key"
 install_aws_cli
+OPSWORKS_CM="$(opsworks_cm_command)" || die "this AWS CLI knows neither 'aws opsworks-cm' \
+nor 'aws opsworkscm': use awscli 1.42.18 or older, or set AWS_DATA_PATH to a folder the \
+service model was exported to (cmhost model export DIR)"
 
 umask 077
 NODE_NAME="$(resolve_node_name)"
@@ -90,7 +107,7 @@ openssl rsa -in "$CHEF_DIR/client.pem" -pubout -out "$CHEF_DIR/client.pub" 2>/de
 PUBKEY="$(cat "$CHEF_DIR/client.pub")"
 
 log "associating node $NODE_NAME with server $SERVER_NAME"
-TOKEN="$(aws opsworks-cm associate-node --server-name @SERVER@ --node-name "$NODE_NAME" \
+TOKEN="$(aws "$OPSWORKS_CM" associate-node --server-name @SERVER@ --node-name "$NODE_NAME" \
   --engine-attributes "Name=CHEF_ORGANIZATION,Value=$CHEF_ORGANIZATION" \
   "Name=CHEF_NODE_PUBLIC_KEY,Value=$PUBKEY" \
   --query NodeAssociationStatusToken --output text @AWS@)"
@@ -105,7 +122,7 @@ ssl_verify_mode :verify_peer
 EOF
 printf '%s\n' "$CA_CERT" > "$CHEF_TRUSTED_CERTS_DIR/opsworks-cm-ca.pem"
 
-aws opsworks-cm wait node-associated --server-name @SERVER@ \
+aws "$OPSWORKS_CM" wait node-associated --server-name @SERVER@ \
   --node-association-status-token "$TOKEN" @AWS@
 log "node $NODE_NAME is associated"
 
@@ -156,13 +173,13 @@ openssl req -new -key "$NODE_KEY" -subj "/CN=$NODE_NAME" -out "$NODE_CSR"
 CSR="$(cat "$NODE_CSR")"
 
 log "associating node $NODE_NAME with server $SERVER_NAME"
-TOKEN="$(aws opsworks-cm associate-node --server-name @SERVER@ --node-name "$NODE_NAME" \
+TOKEN="$(aws "$OPSWORKS_CM" associate-node --server-name @SERVER@ --node-name "$NODE_NAME" \
   --engine-attributes "Name=PUPPET_NODE_CSR,Value=$CSR" \
   --query NodeAssociationStatusToken --output text @AWS@)"
 [ -n "$TOKEN" ] || die "associate-node returned no NodeAssociationStatusToken"
-aws opsworks-cm wait node-associated --server-name @SERVER@ \
+aws "$OPSWORKS_CM" wait node-associated --server-name @SERVER@ \
   --node-association-status-token "$TOKEN" @AWS@
-CERT="$(aws opsworks-cm describe-node-association-status --server-name @SERVER@ \
+CERT="$(aws "$OPSWORKS_CM" describe-node-association-status --server-name @SERVER@ \
   --node-association-status-token "$TOKEN" \
   --query "EngineAttributes[?Name=='PUPPET_NODE_CERT'].Value" --output text @AWS@)"
 case "$CERT" in

@@ -29,8 +29,10 @@ pytestmark = pytest.mark.skipif(
 
 BASH = shutil.which("bash") or "bash"
 
-# Stands in for the AWS CLI: logs its arguments, parses --engine-attributes with the real
-# AWS CLI shorthand parser, answers associate-node with a token and signs Puppet CSRs.
+# Stands in for the AWS CLI: logs its arguments, knows the service by the names in
+# FAKE_AWS_KNOWS (awscli 1.42.18 and older: opsworks-cm; a newer one given the model through
+# AWS_DATA_PATH: opsworkscm), parses --engine-attributes with the real AWS CLI shorthand
+# parser, answers associate-node with a token and signs Puppet CSRs.
 FAKE_AWS = """#!{python}
 import json, os, sys
 from pathlib import Path
@@ -38,6 +40,11 @@ state = Path(os.environ["FAKE_STATE"])
 args = sys.argv[1:]
 with open(state / "aws.log", "a") as log:
     log.write(json.dumps(args) + "\\n")
+if args[0] not in os.environ.get("FAKE_AWS_KNOWS", "opsworks-cm").split(","):
+    sys.exit("aws: error: argument command: Invalid choice")
+if "--generate-cli-skeleton" in args:
+    print("{{}}")
+    sys.exit(0)
 op = args[1]
 if op == "associate-node":
     from awscli.shorthand import ShorthandParser
@@ -111,11 +118,15 @@ class Run:
             check=False,
         )
 
-    def aws_calls(self) -> list[list[str]]:
+    def all_aws_calls(self) -> list[list[str]]:
         log = self.state / "aws.log"
         if not log.exists():
             return []
         return [json.loads(line) for line in log.read_text().splitlines()]
+
+    def aws_calls(self) -> list[list[str]]:
+        """The calls to the service, without the script's asking which name the CLI knows."""
+        return [c for c in self.all_aws_calls() if "--generate-cli-skeleton" not in c]
 
     def association(self) -> dict[str, Any]:
         return json.loads((self.state / "association.json").read_text())
@@ -228,6 +239,31 @@ def test_hostile_server_name_and_endpoint_stay_data(run: Run, ca: tuple[str, str
     assert associate[associate.index("--server-name") + 1] == name
     assert associate[associate.index("--endpoint-url") + 1] == api
     assert associate[associate.index("--region") + 1] == "us-east-1'; id '"
+
+
+@pytest.mark.parametrize("family", ["Chef", "Puppet"])
+def test_a_newer_cli_is_called_by_the_models_name(
+    run: Run, ca: tuple[str, str], family: EngineFamily
+) -> None:
+    """A current awscli given the exported model (AWS_DATA_PATH) knows only `opsworkscm`."""
+    result = run(render_userdata(make_spec(family), ca_cert_pem=ca[0]), FAKE_AWS_KNOWS="opsworkscm")
+    assert result.returncode == 0, result.stderr
+    calls = run.aws_calls()
+    assert calls and {call[0] for call in calls} == {"opsworkscm"}
+    assert [call[1] for call in calls][:2] == ["associate-node", "wait"]
+    # asked once per name, each without a request to the service
+    assert [c[:2] for c in run.all_aws_calls() if "--generate-cli-skeleton" in c] == [
+        ["opsworks-cm", "describe-servers"],
+        ["opsworkscm", "describe-servers"],
+    ]
+
+
+def test_a_cli_without_the_service_is_reported(run: Run, ca: tuple[str, str]) -> None:
+    result = run(render_userdata(make_spec("Chef"), ca_cert_pem=ca[0]), FAKE_AWS_KNOWS="s3")
+    assert result.returncode != 0
+    assert "knows neither 'aws opsworks-cm' nor 'aws opsworkscm'" in result.stderr
+    assert "AWS_DATA_PATH" in result.stderr
+    assert run.aws_calls() == []
 
 
 def test_bad_node_name_stops_before_associating(run: Run, ca: tuple[str, str]) -> None:
