@@ -25,7 +25,7 @@ from cmhost.engines.base import (
 from cmhost.service import events, states
 from cmhost.service.context import Caller
 from cmhost.service.custom_domain import check_custom_domain
-from cmhost.service.engine_options import EngineChoice, choose_engine
+from cmhost.service.engine_options import ENGINES, EngineChoice, choose_engine, full_version
 from cmhost.service.errors import (
     InvalidStateException,
     LimitExceededException,
@@ -104,7 +104,7 @@ def create_server(rt: Runtime, caller: Caller, req: CreateServerInput
 
     Returns the server and the one-time credentials for the response.
     """
-    choice = choose_engine(req.engine, req.engine_model, req.engine_version)
+    choice = choose_engine(req.engine, req.engine_model, _requested_version(rt, caller, req))
     check_retention(req.backup_retention_count)
     check_maintenance_window(req.preferred_maintenance_window)
     check_custom_domain(req.custom_domain, req.custom_certificate, req.custom_private_key,
@@ -143,6 +143,27 @@ def create_server(rt: Runtime, caller: Caller, req: CreateServerInput
                 region=caller.region, engine=choice.engine, family=family,
                 engine_version=choice.version, endpoint=endpoint))
         raise
+
+
+def _requested_version(rt: Runtime, caller: Caller, req: CreateServerInput) -> str | None:
+    """The EngineVersion to create with: from a backup, the backup's engine version unless
+    the request names the same one (a Chef 12 backup makes a Chef 12 server, which
+    StartMaintenance can then upgrade); else the request's."""
+    if req.backup_id is None or req.engine not in ENGINES:
+        return req.engine_version  # choose_engine refuses an unknown engine
+    with rt.db.read() as conn:
+        backup = repo.get_backup(conn, caller.account, caller.region, req.backup_id)
+    settings = backup["settings"] if backup is not None else {}
+    if (not settings.get("EngineVersion")
+            or engine_family(settings["Engine"]) != engine_family(req.engine)):
+        return req.engine_version  # _check_can_create says what is wrong with the backup
+    kept = full_version(settings["Engine"], settings["EngineVersion"])
+    if req.engine_version is not None and full_version(req.engine, req.engine_version) != kept:
+        raise ValidationException(
+            f"The backup '{req.backup_id}' is of a {settings['Engine']} {kept} server; "
+            f"EngineVersion '{req.engine_version}' cannot be created from it (leave "
+            "EngineVersion out, or name the backup's).")
+    return kept
 
 
 def _create(rt: Runtime, caller: Caller, req: CreateServerInput, *, driver: EngineDriver,
