@@ -1,16 +1,22 @@
-"""The exported user data, run: with a stub `aws` that records its calls, and through
-awscli 1.42.18 itself against this cmhost (chef-client and puppet are always stubs)."""
+"""The exported user data, run: with a stub `aws` that records its calls, through awscli
+1.42.18 itself, and through a current awscli (which no longer ships the service and knows it
+as `opsworkscm` from the exported model in AWS_DATA_PATH), against this cmhost (chef-client
+and puppet are always stubs)."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import fcntl
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,13 @@ from tests.ops.helpers import (
 from tests.support import Cmhost
 
 REAL_AWS = Path(sys.executable).with_name("aws")
+# The newest awscli from PyPI lives in a venv of its own, reused across runs for a week.
+CURRENT_AWSCLI = Path(os.environ.get("CMHOST_TEST_AWSCLI_VENV") or Path(
+    os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cmhost-tests" / "awscli")
+CURRENT_MAX_AGE = 7 * 86400
+OFFLINE = ("NewConnectionError", "Could not fetch URL", "No matching distribution found",
+           "Temporary failure in name resolution", "Max retries exceeded",
+           "Network is unreachable", "ConnectTimeout")
 TOKEN = "c3R1Yi10b2tlbi0xMjM="
 SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 
@@ -77,7 +90,8 @@ def _self_signed(node: str) -> str:
 
 
 def _run(cmhost: Cmhost, client: Any, name: str, tmp: Path, mode: str, node: str,
-         inputs: dict[str, str]) -> tuple[list[list[str]], dict[str, str]]:
+         inputs: dict[str, str], *, aws: Path = REAL_AWS, data_path: Path | None = None,
+         ) -> tuple[list[list[str]], dict[str, str]]:
     value = client.export_server_engine_attribute(
         ServerName=name, ExportAttributeName="Userdata",
         InputAttributes=[{"Name": k, "Value": v} for k, v in inputs.items()])[
@@ -95,7 +109,7 @@ def _run(cmhost: Cmhost, client: Any, name: str, tmp: Path, mode: str, node: str
     env = {
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp),
         "STUB_LOG": str(tmp / "aws.jsonl"), "STUB_MODE": mode, "STUB_TOKEN": TOKEN,
-        "STUB_CERT": str(tmp / "cert.pem"), "REAL_AWS": str(REAL_AWS), "CMHOST_URL": cmhost.url,
+        "STUB_CERT": str(tmp / "cert.pem"), "REAL_AWS": str(aws), "CMHOST_URL": cmhost.url,
         "RECORD": str(tmp / "agent.log"), "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test", "AWS_CONFIG_FILE": "/dev/null",
         "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_PAGER": "",
@@ -103,6 +117,7 @@ def _run(cmhost: Cmhost, client: Any, name: str, tmp: Path, mode: str, node: str
         "CHEF_DIR": str(tmp / "chef"), "CHEF_CLIENT": str(bin_dir / "chef-client"),
         "PUPPET": str(bin_dir / "puppet"), "PUPPET_CONFDIR": str(tmp / "puppet"),
         "PUPPET_SSLDIR": str(tmp / "puppet" / "ssl"),
+        **({"AWS_DATA_PATH": str(data_path)} if data_path else {}),
     }
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
                           timeout=120, check=False)
@@ -116,13 +131,15 @@ def _flags(call: list[str]) -> dict[str, str]:
     return {a: b for a, b in itertools.pairwise(call) if a.startswith("--")}
 
 
-def _common(calls: list[list[str]], cmhost: Cmhost, name: str, node: str, mode: str
-            ) -> tuple[list[str], str]:
-    associate = next(c for c in calls if c[:2] == ["opsworks-cm", "associate-node"])
+def _common(calls: list[list[str]], cmhost: Cmhost, name: str, node: str, mode: str,
+            service: str = "opsworks-cm") -> tuple[list[str], str]:
+    calls = [c for c in calls if "--generate-cli-skeleton" not in c]  # which name it knows
+    assert {c[0] for c in calls} == {service}
+    associate = next(c for c in calls if c[:2] == [service, "associate-node"])
     flags = _flags(associate)
     assert (flags["--server-name"], flags["--node-name"]) == (name, node)
     assert (flags["--region"], flags["--endpoint-url"]) == ("us-east-1", cmhost.url)
-    wait = next(c for c in calls if c[:3] == ["opsworks-cm", "wait", "node-associated"])
+    wait = next(c for c in calls if c[:3] == [service, "wait", "node-associated"])
     token = _flags(wait)["--node-association-status-token"]
     if mode == "fake":
         assert token == TOKEN
@@ -198,3 +215,67 @@ def test_puppet_userdata_installs_the_signed_certificate(cmhost: Cmhost, client:
     agent = (tmp_path / "agent.log").read_text().splitlines()
     assert agent[0].startswith("agent --onetime")
     assert agent[1] == "resource service puppet ensure=running enable=true"
+
+
+# --- a current awscli ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def current_aws() -> Iterator[Path]:
+    """`aws` of the newest awscli on PyPI (installed with pip, or reused if installed in the
+    last week); skips only when PyPI cannot be reached."""
+    CURRENT_AWSCLI.parent.mkdir(parents=True, exist_ok=True)
+    stamp, aws = CURRENT_AWSCLI / "installed-at", CURRENT_AWSCLI / "bin" / "aws"
+    with open(CURRENT_AWSCLI.parent / "awscli.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time
+        fresh = stamp.exists() and time.time() - stamp.stat().st_mtime < CURRENT_MAX_AGE
+        if not (fresh and aws.exists()):
+            shutil.rmtree(CURRENT_AWSCLI, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(CURRENT_AWSCLI)], check=True,
+                           timeout=300)
+            pip = subprocess.run([str(CURRENT_AWSCLI / "bin" / "python"), "-m", "pip",
+                                  "install", "-q", "--upgrade", "awscli"],
+                                 capture_output=True, text=True, timeout=900, check=False)
+            if pip.returncode != 0:
+                shutil.rmtree(CURRENT_AWSCLI, ignore_errors=True)
+                if any(sign in pip.stderr for sign in OFFLINE):
+                    pytest.skip("PyPI cannot be reached to install a current awscli: "
+                                + pip.stderr.strip()[-300:])
+                pytest.fail(f"pip install awscli failed:\n{pip.stderr}")
+            stamp.write_text(f"{time.time()}\n")
+    yield aws
+
+
+@pytest.mark.parametrize("family", ["Chef", "Puppet"])
+def test_userdata_with_a_current_awscli(cmhost: Cmhost, client: Any, servers: Any,
+                                        tmp_path: Path, current_aws: Path, family: str) -> None:
+    env = {**os.environ, "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE":
+           "/dev/null"}
+    # A current awscli no longer ships the service...
+    bare = subprocess.run([str(current_aws), "opsworkscm", "describe-servers",
+                           "--generate-cli-skeleton"], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    assert bare.returncode != 0 and "Invalid choice" in bare.stderr, bare.stderr
+    # ...but knows it, by the model's name, from the model cmhost exports.
+    model = tmp_path / "model"
+    subprocess.run([sys.executable, "-m", "cmhost", "model", "export", str(model)],
+                   capture_output=True, check=True, timeout=120)
+    name, node = ("ud-chef", "chef-node-current") if family == "Chef" else (
+        "ud-puppet", "puppet-node-current")
+    calls, run_env = _run(cmhost, client, name, tmp_path, "real", node, {}, aws=current_aws,
+                          data_path=model)
+    _, token = _common(calls, cmhost, name, node, "real", service="opsworkscm")
+    status = client.describe_node_association_status(ServerName=name,
+                                                     NodeAssociationStatusToken=token)
+    assert status["NodeAssociationStatus"] == "SUCCESS"
+    if family == "Chef":
+        assert f"node_name '{node}'" in (Path(run_env["CHEF_DIR"]) / "client.rb").read_text()
+        gone = disassociate(cmhost, client, name, node,
+                            [{"Name": "CHEF_ORGANIZATION", "Value": "default"}])
+        assert gone["NodeAssociationStatus"] == "SUCCESS"
+    else:
+        ca_pem = attribute(servers["Puppet"]["EngineAttributes"], "PUPPET_API_CA_CERT") or ""
+        installed = Path(run_env["PUPPET_SSLDIR"]) / "certs" / f"{node}.pem"
+        cert = load_cert(installed.read_text())
+        assert_issued_by(cert, load_cert(ca_pem))
+        assert common_name(cert) == node
