@@ -60,8 +60,10 @@ def _names_this_cmhost(script: str, cmhost: Cmhost, name: str) -> None:
     assert f"SERVER_NAME={name}\n" in script
     assert f"--region {REGION}" in script
     assert f"--endpoint-url {cmhost.url}" in script
-    assert "aws opsworks-cm associate-node" in script
-    assert "aws opsworks-cm wait node-associated" in script
+    # the service by the name the node's AWS CLI knows: opsworks-cm, or (newer) opsworkscm
+    assert "for name in opsworks-cm opsworkscm; do" in script
+    assert 'aws "$OPSWORKS_CM" associate-node' in script
+    assert 'aws "$OPSWORKS_CM" wait node-associated' in script
 
 
 def test_chef_userdata(cmhost: Cmhost, rclient: Any, servers: None, tmp_path: Path) -> None:
