@@ -47,7 +47,8 @@ def test_issued_key_works_at_once_and_delete_revokes(fresh: Cmhost) -> None:
     time.sleep(5.5)  # a deleted key stops working within the 5 s key cache
     with pytest.raises(ClientError) as err:
         client.describe_servers()
-    assert error_code(err.value) == "InvalidClientTokenId"
+    assert error_code(err.value) == "UnrecognizedClientException"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     missing = fresh.cli("keys", "delete", key["AccessKeyId"], *fresh.storage_args(), check=False)
     assert missing.returncode != 0 and "no access key" in missing.stderr
 
@@ -63,7 +64,8 @@ def test_dev_key_refused_off_loopback(tmp_path: Path) -> None:
         server.host = "127.0.0.1"  # connect through loopback to the 0.0.0.0 bind
         with pytest.raises(ClientError) as err:
             server.client().describe_servers()
-        assert error_code(err.value) == "InvalidClientTokenId"
+        assert error_code(err.value) == "UnrecognizedClientException"
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
         key = _issue(server, "123456789012")
         issued = server.client(key=key["AccessKeyId"], secret=key["SecretAccessKey"])
         assert issued.describe_servers()["Servers"] == []

@@ -125,5 +125,5 @@ def test_presigned_url_calls_the_operation(cmhost: Cmhost) -> None:
                  headers={"Content-Type": "application/x-amz-json-1.1",
                           "X-Amz-Target": "OpsWorksCM_V2016_11_01.DescribeServers"})
     resp = conn.getresponse()
-    assert json.loads(resp.read())["__type"] == "SignatureDoesNotMatch"
+    assert (resp.status, json.loads(resp.read())["__type"]) == (400, "InvalidSignatureException")
     conn.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+import re
 from typing import Any
 from unittest import mock
 
@@ -13,6 +14,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from tests import authn
 from tests.support import Cmhost, raw_call
 
 BODY = b"{}"
@@ -50,38 +52,43 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+# Every refusal is a 400 of AWS's JSON protocol family: (build the headers, code, message).
 CASES = {
     "no authentication": (lambda cm: {"Content-Type": "application/x-amz-json-1.1",
-                                      "X-Amz-Target": TARGET}, 403,
-                          "MissingAuthenticationToken"),
+                                      "X-Amz-Target": TARGET},
+                          authn.MISSING, authn.MISSING_MESSAGE),
     "malformed header": (lambda cm: {**_signed(cm), "Authorization": "AWS4-HMAC-SHA256 nonsense"},
-                         400, "IncompleteSignature"),
-    "unknown key": (lambda cm: _signed(cm, key="AKIANOBODYKNOWS12345"), 403,
-                    "InvalidClientTokenId"),
-    "wrong secret": (lambda cm: _signed(cm, secret="not-the-secret"), 403,
-                     "SignatureDoesNotMatch"),
-    "wrong service": (lambda cm: _signed(cm, service="ec2"), 400, "IncompleteSignature"),
-    "16 minutes old": (lambda cm: _signed(cm, when=_now() - dt.timedelta(minutes=16)), 400,
-                       "RequestExpired"),
-    "16 minutes ahead": (lambda cm: _signed(cm, when=_now() + dt.timedelta(minutes=16)), 400,
-                         "RequestExpired"),
+                         authn.INCOMPLETE, re.escape(
+                             "'nonsense' not a valid key=value pair (missing equal-sign) in "
+                             "Authorization header.")),
+    "unknown key": (lambda cm: _signed(cm, key="AKIANOBODYKNOWS12345"),
+                    authn.UNKNOWN_KEY, authn.UNKNOWN_KEY_MESSAGE),
+    "wrong secret": (lambda cm: _signed(cm, secret="not-the-secret"),
+                     authn.INVALID, authn.MISMATCH_MESSAGE),
+    "wrong service": (lambda cm: _signed(cm, service="ec2"), authn.INCOMPLETE,
+                      re.escape("Credential should be scoped to correct service: 'opsworks-cm'.")),
+    "16 minutes old": (lambda cm: _signed(cm, when=_now() - dt.timedelta(minutes=16)),
+                       authn.INVALID, authn.EXPIRED_MESSAGE),
+    "16 minutes ahead": (lambda cm: _signed(cm, when=_now() + dt.timedelta(minutes=16)),
+                         authn.INVALID, authn.NOT_YET_MESSAGE),
     "signed header altered": (lambda cm: {**_signed(cm), "X-Amz-Target":
-                                          "OpsWorksCM_V2016_11_01.DescribeEvents"}, 403,
-                              "SignatureDoesNotMatch"),
+                                          "OpsWorksCM_V2016_11_01.DescribeEvents"},
+                              authn.INVALID, authn.MISMATCH_MESSAGE),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_authentication_errors(cmhost: Cmhost, case: str) -> None:
-    make, status, code = CASES[case]
+    make, code, message = CASES[case]
     got_status, body = _send(cmhost, make(cmhost))
-    assert (got_status, body["__type"]) == (status, code), body
-    assert body["message"]
+    assert (got_status, body["__type"]) == (authn.STATUS, code), body
+    assert re.fullmatch(message, body["message"]), body
 
 
 def test_body_altered_after_signing(cmhost: Cmhost) -> None:
     status, body = _send(cmhost, _signed(cmhost), body=b'{"ServerName": "x"}')
-    assert (status, body["__type"]) == (403, "SignatureDoesNotMatch")
+    assert (status, body["__type"]) == (authn.STATUS, authn.INVALID)
+    assert re.fullmatch(authn.MISMATCH_MESSAGE, body["message"])
 
 
 def test_region_comes_from_the_credential_scope(cmhost: Cmhost) -> None:

@@ -23,27 +23,32 @@ class AccessDeniedException(ApiError):
     code = "AccessDeniedException"
 
 
-class IncompleteSignature(ApiError):
-    code = "IncompleteSignature"
+# Authentication errors, as AWS's JSON protocol services (DynamoDB, Kinesis, CloudWatch Logs,
+# ECS, ... and OpsWorks CM) answer them: all 400, named `...Exception`. The spec's "Common
+# Errors" list the query protocol's names instead (403 InvalidClientTokenId, RequestExpired,
+# ...), which EC2, IAM and STS send and clients of a JSON service never see.
+class MissingAuthenticationTokenException(ApiError):
+    """No Authorization header and no presigned query at all."""
+
+    code = "MissingAuthenticationTokenException"
 
 
-class InvalidClientTokenId(ApiError):
-    code = "InvalidClientTokenId"
-    status = 403
+class IncompleteSignatureException(ApiError):
+    """The Authorization header or the presigned query cannot be read as SigV4."""
+
+    code = "IncompleteSignatureException"
 
 
-class MissingAuthenticationToken(ApiError):
-    code = "MissingAuthenticationToken"
-    status = 403
+class UnrecognizedClientException(ApiError):
+    """The access key ID is not one this service knows."""
+
+    code = "UnrecognizedClientException"
 
 
-class SignatureDoesNotMatch(ApiError):
-    code = "SignatureDoesNotMatch"
-    status = 403
+class InvalidSignatureException(ApiError):
+    """The signature is wrong, or right but for another moment (expired, not yet current)."""
 
-
-class RequestExpired(ApiError):
-    code = "RequestExpired"
+    code = "InvalidSignatureException"
 
 
 class ThrottlingException(ApiError):

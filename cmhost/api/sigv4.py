@@ -3,8 +3,10 @@
 Both forms botocore produces are accepted: the `Authorization` header and the presigned query
 string (`X-Amz-Algorithm`, `X-Amz-Credential`, ...). The canonical request is rebuilt exactly
 as botocore's `SigV4Auth` builds it for a non-S3 service, so any request an unmodified SDK
-signs verifies here. Every way a request can be malformed ends in one of the common AWS
-authentication errors, never in another exception.
+signs verifies here. Every way a request can be refused ends in one of the authentication errors
+of AWS's JSON protocol services (400 MissingAuthenticationTokenException,
+IncompleteSignatureException, UnrecognizedClientException or InvalidSignatureException, with
+those services' messages), never in another exception.
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ from typing import NamedTuple, Protocol
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from cmhost.api.errors import (
-    IncompleteSignature,
-    InvalidClientTokenId,
-    MissingAuthenticationToken,
-    RequestExpired,
-    SignatureDoesNotMatch,
+    IncompleteSignatureException,
+    InvalidSignatureException,
+    MissingAuthenticationTokenException,
+    UnrecognizedClientException,
 )
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -62,6 +63,7 @@ _UNSIGNED_PAYLOADS = frozenset(
 )
 _PRESIGN_MARKERS = (b"X-Amz-Algorithm", b"X-Amz-Credential", b"X-Amz-Signature")
 _MISSING_TOKEN = "Request is missing Authentication Token"
+_UNKNOWN_KEY = "The security token included in the request is invalid."
 _MISMATCH = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your AWS Secret Access Key and signing method. "
@@ -151,7 +153,7 @@ class SigV4Verifier:
         authorizations = auth_headers.get("authorization")
         presigned = any(k in _PRESIGN_MARKERS for k, _ in query)
         if authorizations and presigned:
-            raise IncompleteSignature(
+            raise IncompleteSignatureException(
                 "Only one authentication method is allowed: found both an Authorization "
                 "header and X-Amz-Algorithm/X-Amz-Credential/X-Amz-Signature query parameters."
             )
@@ -159,17 +161,19 @@ class SigV4Verifier:
             claim = self._claim_from_query(query)
         elif authorizations:
             if len(authorizations) > 1:
-                raise IncompleteSignature("Request has more than one Authorization header.")
+                raise IncompleteSignatureException(
+                    "Request has more than one Authorization header."
+                )
             claim = self._claim_from_header(authorizations[0], auth_headers)
         else:
-            raise MissingAuthenticationToken(_MISSING_TOKEN)
+            raise MissingAuthenticationTokenException(_MISSING_TOKEN)
 
         self._check_time(claim)
         if not _ACCESS_KEY_RE.fullmatch(claim.access_key_id):
-            raise InvalidClientTokenId("The security token included in the request is invalid.")
+            raise UnrecognizedClientException(_UNKNOWN_KEY)
         record = self._lookup(claim.access_key_id)
         if record is None:
-            raise InvalidClientTokenId("The security token included in the request is invalid.")
+            raise UnrecognizedClientException(_UNKNOWN_KEY)
 
         canonical = "\n".join(
             (
@@ -198,7 +202,7 @@ class SigV4Verifier:
                 canonical,
                 string_to_sign,
             )
-            raise SignatureDoesNotMatch(_MISMATCH)
+            raise InvalidSignatureException(_MISMATCH)
         return Identity(
             access_key_id=record.access_key_id,
             account=record.account,
@@ -211,7 +215,7 @@ class SigV4Verifier:
     def _claim_from_header(self, authorization: str, headers: dict[str, list[str]]) -> _Claim:
         algorithm, _, rest = authorization.strip().partition(" ")
         if algorithm != ALGORITHM:
-            raise IncompleteSignature(
+            raise IncompleteSignatureException(
                 f"Unsupported AWS 'algorithm': {_shown(algorithm)}; only {ALGORITHM} is accepted."
             )
         params: dict[str, str] = {}
@@ -221,16 +225,16 @@ class SigV4Verifier:
                 continue
             name, eq, value = item.partition("=")
             if not eq:
-                raise IncompleteSignature(
+                raise IncompleteSignatureException(
                     f"{_shown(item)} not a valid key=value pair (missing equal-sign) "
                     "in Authorization header."
                 )
             if name not in ("Credential", "SignedHeaders", "Signature"):
-                raise IncompleteSignature(
+                raise IncompleteSignatureException(
                     f"Authorization header has an unknown parameter {_shown(name)}."
                 )
             if name in params:
-                raise IncompleteSignature(
+                raise IncompleteSignatureException(
                     f"Authorization header has the parameter '{name}' more than once."
                 )
             params[name] = value
@@ -248,24 +252,24 @@ class SigV4Verifier:
                 "or a 'Date' header."
             )
         if problems:
-            raise IncompleteSignature(" ".join(problems))
+            raise IncompleteSignatureException(" ".join(problems))
 
         access_key_id, scope_date, region = self._parse_credential(params["Credential"])
         header_names = _parse_signed_headers(params["SignedHeaders"])
         signature = _parse_signature(params["Signature"])
         if amz_dates:
             if len(amz_dates) > 1:
-                raise IncompleteSignature("Request has more than one X-Amz-Date header.")
+                raise IncompleteSignatureException("Request has more than one X-Amz-Date header.")
             amz_date = amz_dates[0].strip()
             timestamp = _parse_amz_date(amz_date)
             if timestamp is None:
-                raise IncompleteSignature(
+                raise IncompleteSignatureException(
                     f"X-Amz-Date must be in the ISO 8601 basic format YYYYMMDD'T'HHMMSS'Z', "
                     f"not {_shown(amz_date)}."
                 )
         else:
             if len(dates) > 1:
-                raise IncompleteSignature("Request has more than one Date header.")
+                raise IncompleteSignatureException("Request has more than one Date header.")
             amz_date, timestamp = _parse_http_date(dates[0].strip())
         _check_scope_date(scope_date, amz_date)
         return _Claim(
@@ -296,20 +300,24 @@ class SigV4Verifier:
             if name not in wanted:
                 continue
             if name in found:
-                raise IncompleteSignature(f"Query parameter '{name}' appears more than once.")
+                raise IncompleteSignatureException(
+                    f"Query parameter '{name}' appears more than once."
+                )
             try:
                 found[name] = raw_value.decode("utf-8")
             except UnicodeDecodeError:
-                raise IncompleteSignature(f"Query parameter '{name}' is not valid UTF-8.") from None
+                raise IncompleteSignatureException(
+                    f"Query parameter '{name}' is not valid UTF-8."
+                ) from None
         missing = [
             f"AWS query-string parameters must include '{name}'."
             for name in wanted
             if name != "X-Amz-Expires" and not found.get(name)
         ]
         if missing:
-            raise IncompleteSignature(" ".join(missing))
+            raise IncompleteSignatureException(" ".join(missing))
         if found["X-Amz-Algorithm"] != ALGORITHM:
-            raise IncompleteSignature(
+            raise IncompleteSignatureException(
                 f"Unsupported AWS 'algorithm': {_shown(found['X-Amz-Algorithm'])}; "
                 f"only {ALGORITHM} is accepted."
             )
@@ -319,7 +327,7 @@ class SigV4Verifier:
         amz_date = found["X-Amz-Date"]
         timestamp = _parse_amz_date(amz_date)
         if timestamp is None:
-            raise IncompleteSignature(
+            raise IncompleteSignatureException(
                 f"X-Amz-Date must be in the ISO 8601 basic format YYYYMMDD'T'HHMMSS'Z', "
                 f"not {_shown(amz_date)}."
             )
@@ -328,13 +336,13 @@ class SigV4Verifier:
         if "X-Amz-Expires" in found:
             raw = found["X-Amz-Expires"]
             if not (raw.isascii() and raw.isdigit() and len(raw) <= 10):
-                raise IncompleteSignature(
+                raise IncompleteSignatureException(
                     f"X-Amz-Expires must be a non-negative integer number of seconds, "
                     f"not {_shown(raw)}."
                 )
             expires = int(raw)
             if expires > MAX_PRESIGNED_EXPIRES:
-                raise RequestExpired(
+                raise IncompleteSignatureException(
                     f"X-Amz-Expires must be less than a week (in seconds) that is "
                     f"{MAX_PRESIGNED_EXPIRES}, not {expires}."
                 )
@@ -358,27 +366,27 @@ class SigV4Verifier:
             return match[1], match[2], match[3]
         parts = credential.split("/")
         if len(parts) != 5:
-            raise IncompleteSignature(
+            raise IncompleteSignatureException(
                 "Credential must have exactly 5 slash-delimited elements, "
                 f"e.g. keyid/date/region/service/term, got {_shown(credential)}."
             )
         access_key_id, scope_date, region, service, terminator = parts
         if not access_key_id:
-            raise IncompleteSignature("Credential must name an access key ID.")
+            raise IncompleteSignatureException("Credential must name an access key ID.")
         if not _SCOPE_DATE_RE.fullmatch(scope_date):
-            raise IncompleteSignature(
+            raise IncompleteSignatureException(
                 f"Credential should be scoped to a valid date (YYYYMMDD), not {_shown(scope_date)}."
             )
         if len(region) > _REGION_MAX_LEN or not _REGION_RE.fullmatch(region):
-            raise IncompleteSignature(
+            raise IncompleteSignatureException(
                 f"Credential should be scoped to a valid region, not {_shown(region)}."
             )
         if service != self._service:
-            raise IncompleteSignature(
+            raise IncompleteSignatureException(
                 f"Credential should be scoped to correct service: '{self._service}'."
             )
         if terminator != TERMINATOR:
-            raise IncompleteSignature(
+            raise IncompleteSignatureException(
                 f"Credential should be scoped with a valid terminator: '{TERMINATOR}', "
                 f"not {_shown(terminator)}."
             )
@@ -389,25 +397,16 @@ class SigV4Verifier:
     def _check_time(self, claim: _Claim) -> None:
         now = self._now()
         skew = self._max_skew
-        if claim.expires is not None:
-            if now > claim.timestamp + claim.expires:
-                raise RequestExpired(
-                    f"Request has expired: X-Amz-Date {claim.amz_date} plus X-Amz-Expires "
-                    f"{claim.expires} s is earlier than now ({_amz_date(now)})."
-                )
-            if claim.timestamp - now > skew:
-                raise RequestExpired(
-                    f"Request is not yet valid: {claim.amz_date} is still later than "
-                    f"{_amz_date(now + skew)} ({_amz_date(now)} + {_span(skew)})"
-                )
-            return
-        if now - claim.timestamp > skew:
-            raise RequestExpired(
+        # A presigned request lives X-Amz-Expires seconds instead of the skew window; both
+        # say so in the words of AWS's JSON services, which clients match on.
+        lifetime = skew if claim.expires is None else claim.expires
+        if now - claim.timestamp > lifetime:
+            raise InvalidSignatureException(
                 f"Signature expired: {claim.amz_date} is now earlier than "
-                f"{_amz_date(now - skew)} ({_amz_date(now)} - {_span(skew)})"
+                f"{_amz_date(now - lifetime)} ({_amz_date(now)} - {_span(lifetime)})"
             )
         if claim.timestamp - now > skew:
-            raise RequestExpired(
+            raise InvalidSignatureException(
                 f"Signature not yet current: {claim.amz_date} is still later than "
                 f"{_amz_date(now + skew)} ({_amz_date(now)} + {_span(skew)})"
             )
@@ -496,7 +495,7 @@ def _canonical_headers(headers: list[tuple[str, str]], names: tuple[str, ...]) -
     lines = []
     for name in names:
         if not values[name]:
-            raise IncompleteSignature(
+            raise IncompleteSignatureException(
                 f"Header {_shown(name)} is listed in SignedHeaders but is not in the request."
             )
         lines.append(f"{name}:{','.join(values[name])}")
@@ -509,15 +508,15 @@ def _payload_hash(body: bytes, claimed: list[str] | None) -> str:
     if not claimed:
         return body_hash
     if len(claimed) > 1:
-        raise IncompleteSignature("Request has more than one x-amz-content-sha256 header.")
+        raise IncompleteSignatureException("Request has more than one x-amz-content-sha256 header.")
     value = claimed[0].strip()
     if value in _UNSIGNED_PAYLOADS:
-        raise IncompleteSignature(
+        raise IncompleteSignatureException(
             f"x-amz-content-sha256 {_shown(value)} is not supported: this service requires "
             "the payload to be signed."
         )
     if value.lower() != body_hash:
-        raise SignatureDoesNotMatch(
+        raise InvalidSignatureException(
             "The provided 'x-amz-content-sha256' header does not match what was computed."
         )
     return value
@@ -529,15 +528,17 @@ def _payload_hash(body: bytes, claimed: list[str] | None) -> str:
 @lru_cache(maxsize=512)  # a client sends the same list every time; errors are not cached
 def _parse_signed_headers(signed_headers: str) -> tuple[str, ...]:
     if not _SIGNED_HEADERS_RE.fullmatch(signed_headers):
-        raise IncompleteSignature(
+        raise IncompleteSignatureException(
             "SignedHeaders must be lower-case header names separated by ';', "
             f"got {_shown(signed_headers)}."
         )
     names = tuple(signed_headers.split(";"))
     if len(set(names)) != len(names):
-        raise IncompleteSignature(f"SignedHeaders lists a header twice: {_shown(signed_headers)}.")
+        raise IncompleteSignatureException(
+            f"SignedHeaders lists a header twice: {_shown(signed_headers)}."
+        )
     if "host" not in names:
-        raise IncompleteSignature(
+        raise IncompleteSignatureException(
             "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."
         )
     return names
@@ -545,7 +546,7 @@ def _parse_signed_headers(signed_headers: str) -> tuple[str, ...]:
 
 def _parse_signature(signature: str) -> str:
     if not _SIGNATURE_RE.fullmatch(signature):
-        raise IncompleteSignature(
+        raise IncompleteSignatureException(
             f"Signature must be 64 hexadecimal characters, got {_shown(signature)}."
         )
     return signature.lower()
@@ -582,7 +583,7 @@ def _parse_http_date(text: str) -> tuple[str, int]:
     except (TypeError, ValueError, IndexError, OverflowError):
         moment = None
     if moment is None:
-        raise IncompleteSignature(
+        raise IncompleteSignatureException(
             f"Date header must be an HTTP date or YYYYMMDD'T'HHMMSS'Z', not {_shown(text)}."
         )
     if moment.tzinfo is None:
@@ -592,12 +593,14 @@ def _parse_http_date(text: str) -> tuple[str, int]:
         timestamp = int(moment.timestamp())
         return _amz_date(timestamp), timestamp
     except (ValueError, OverflowError, OSError):
-        raise IncompleteSignature(f"Date header is out of range: {_shown(text)}.") from None
+        raise IncompleteSignatureException(
+            f"Date header is out of range: {_shown(text)}."
+        ) from None
 
 
 def _check_scope_date(scope_date: str, amz_date: str) -> None:
     if scope_date != amz_date[:8]:
-        raise IncompleteSignature(
+        raise IncompleteSignatureException(
             "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
             f"from HTTP: '{scope_date}' != '{amz_date[:8]}', from '{amz_date}'."
         )

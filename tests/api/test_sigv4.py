@@ -22,11 +22,10 @@ from hypothesis import strategies as st
 
 from cmhost.api.errors import (
     ApiError,
-    IncompleteSignature,
-    InvalidClientTokenId,
-    MissingAuthenticationToken,
-    RequestExpired,
-    SignatureDoesNotMatch,
+    IncompleteSignatureException,
+    InvalidSignatureException,
+    MissingAuthenticationTokenException,
+    UnrecognizedClientException,
 )
 from cmhost.api.sigv4 import (
     SIGNING_KEY_CACHE_SIZE,
@@ -53,11 +52,10 @@ MISMATCH = (
     "Consult the service documentation for details."
 )
 AUTH_ERRORS = (
-    MissingAuthenticationToken,
-    IncompleteSignature,
-    InvalidClientTokenId,
-    SignatureDoesNotMatch,
-    RequestExpired,
+    MissingAuthenticationTokenException,
+    IncompleteSignatureException,
+    UnrecognizedClientException,
+    InvalidSignatureException,
 )
 
 
@@ -235,7 +233,7 @@ def test_boto3_presigned_url_verifies() -> None:
     )
 
     assert verifier(59).verify(request).region == "us-west-2"
-    with pytest.raises(RequestExpired):
+    with pytest.raises(InvalidSignatureException):
         verifier(61).verify(request)
 
 
@@ -285,7 +283,7 @@ def test_security_token_is_signed_and_accepted() -> None:
     assert verifier().verify(request).account == ACCOUNT
 
     tampered = with_header(request, "x-amz-security-token", "another-token")
-    with pytest.raises(SignatureDoesNotMatch):
+    with pytest.raises(InvalidSignatureException):
         verifier().verify(tampered)
 
     query = presigned(token="session-token")
@@ -301,9 +299,9 @@ def test_date_header_instead_of_x_amz_date() -> None:
     assert all(name != "x-amz-date" for name, _ in request.headers)
     assert verifier().verify(request).account == ACCOUNT
     gmt = with_header(request, "date", "Wed, 01 Jan 2025 12:00:00 GMT")
-    with pytest.raises(SignatureDoesNotMatch):  # same instant, but the header is signed
+    with pytest.raises(InvalidSignatureException):  # same instant, but the header is signed
         verifier().verify(gmt)
-    with pytest.raises(RequestExpired, match="Signature expired: 20250101T120000Z"):
+    with pytest.raises(InvalidSignatureException, match="Signature expired: 20250101T120000Z"):
         verifier(901).verify(request)
 
 
@@ -319,9 +317,9 @@ def test_duplicate_headers_are_joined_in_order() -> None:
 
     swapped = [(n, v) for n, v in request.headers if n != "x-custom"]
     swapped += [("x-custom", "second"), ("x-custom", "  first   value ")]
-    with pytest.raises(SignatureDoesNotMatch):
+    with pytest.raises(InvalidSignatureException):
         verifier().verify(dataclasses.replace(request, headers=swapped))
-    with pytest.raises(SignatureDoesNotMatch):
+    with pytest.raises(InvalidSignatureException):
         verifier().verify(with_header(request, "x-custom", "  first   value "))
 
 
@@ -352,13 +350,13 @@ def test_payload_hash_header_must_match_the_body() -> None:
     assert verifier().verify(request).account == ACCOUNT
 
     altered = dataclasses.replace(request, body=b'{"ServerName": "evil"}')
-    with pytest.raises(SignatureDoesNotMatch, match="x-amz-content-sha256"):
+    with pytest.raises(InvalidSignatureException, match="x-amz-content-sha256"):
         verifier().verify(altered)
 
     unsigned = on_the_wire(
         sign(opsworks_request(headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}))
     )
-    with pytest.raises(IncompleteSignature, match="UNSIGNED-PAYLOAD"):
+    with pytest.raises(IncompleteSignatureException, match="UNSIGNED-PAYLOAD"):
         verifier().verify(unsigned)
 
 
@@ -384,19 +382,19 @@ HEADER_CASES: list[tuple[str, Callable[[SignedRequest], SignedRequest], type[Api
     (
         "no authorization header",
         lambda r: with_header(r, "authorization", None),
-        MissingAuthenticationToken,
+        MissingAuthenticationTokenException,
         "Request is missing Authentication Token",
     ),
     (
         "empty authorization header",
         lambda r: with_header(r, "authorization", ""),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Unsupported AWS 'algorithm': ''",
     ),
     (
         "other algorithm",
         lambda r: with_authorization(r, lambda a: a.replace("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA1")),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Unsupported AWS 'algorithm': 'AWS4-HMAC-SHA1'",
     ),
     (
@@ -404,25 +402,25 @@ HEADER_CASES: list[tuple[str, Callable[[SignedRequest], SignedRequest], type[Api
         lambda r: with_authorization(
             r, lambda a: a.replace("AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256")
         ),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Unsupported AWS 'algorithm'",
     ),
     (
         "bearer token",
         lambda r: with_header(r, "authorization", "Bearer abc.def"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Unsupported AWS 'algorithm': 'Bearer'",
     ),
     (
         "signature version 2",
         lambda r: with_header(r, "authorization", f"AWS {AKID}:c2lnbmF0dXJl"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Unsupported AWS 'algorithm': 'AWS'",
     ),
     (
         "algorithm only",
         lambda r: with_header(r, "authorization", "AWS4-HMAC-SHA256"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         (
             "Authorization header requires 'Credential' parameter. "
             "Authorization header requires 'SignedHeaders' parameter. "
@@ -432,13 +430,13 @@ HEADER_CASES: list[tuple[str, Callable[[SignedRequest], SignedRequest], type[Api
     (
         "no signature",
         lambda r: with_authorization(r, lambda a: a.split(", Signature=")[0]),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Authorization header requires 'Signature' parameter.",
     ),
     (
         "empty signature",
         lambda r: with_authorization(r, lambda a: a.replace(_sig(a), "")),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Authorization header requires 'Signature' parameter.",
     ),
     (
@@ -446,7 +444,7 @@ HEADER_CASES: list[tuple[str, Callable[[SignedRequest], SignedRequest], type[Api
         lambda r: with_authorization(
             r, lambda a: a.replace(" SignedHeaders=content-type;host;x-amz-date;x-amz-target,", "")
         ),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Authorization header requires 'SignedHeaders' parameter.",
     ),
     (
@@ -457,25 +455,25 @@ HEADER_CASES: list[tuple[str, Callable[[SignedRequest], SignedRequest], type[Api
                 f"Credential={AKID}/20250101/us-east-1/opsworks-cm/aws4_request,", ""
             ),
         ),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Authorization header requires 'Credential' parameter.",
     ),
     (
         "pair without equal sign",
         lambda r: with_authorization(r, lambda a: a + ", garbage"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "'garbage' not a valid key=value pair (missing equal-sign) in Authorization header.",
     ),
     (
         "unknown parameter",
         lambda r: with_authorization(r, lambda a: a + ", Extra=1"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "unknown parameter 'Extra'",
     ),
     (
         "parameter twice",
         lambda r: with_authorization(r, lambda a: a + ", Signature=" + "0" * 64),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "'Signature' more than once",
     ),
     (
@@ -483,13 +481,13 @@ HEADER_CASES: list[tuple[str, Callable[[SignedRequest], SignedRequest], type[Api
         lambda r: dataclasses.replace(
             r, headers=r.headers + [("authorization", header(r, "authorization"))]
         ),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "more than one Authorization header",
     ),
     (
         "credential with four parts",
         lambda r: with_authorization(r, lambda a: a.replace("/aws4_request", "")),
-        IncompleteSignature,
+        IncompleteSignatureException,
         (
             "Credential must have exactly 5 slash-delimited elements, "
             "e.g. keyid/date/region/service/term, got "
@@ -499,7 +497,7 @@ HEADER_CASES: list[tuple[str, Callable[[SignedRequest], SignedRequest], type[Api
     (
         "credential with six parts",
         lambda r: with_authorization(r, lambda a: a.replace("/aws4_request", "/aws4_request/x")),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Credential must have exactly 5 slash-delimited elements",
     ),
     (
@@ -507,25 +505,25 @@ HEADER_CASES: list[tuple[str, Callable[[SignedRequest], SignedRequest], type[Api
         lambda r: with_authorization(
             r, lambda a: a.replace(f"Credential={AKID}/", "Credential=A/B/")
         ),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Credential must have exactly 5 slash-delimited elements",
     ),
     (
         "credential without access key",
         lambda r: with_authorization(r, lambda a: a.replace(f"Credential={AKID}/", "Credential=/")),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Credential must name an access key ID.",
     ),
     (
         "scope date not a date",
         lambda r: with_authorization(r, lambda a: a.replace("/20250101/", "/2025-01-01/")),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Credential should be scoped to a valid date (YYYYMMDD), not '2025-01-01'.",
     ),
     (
         "scope date is another day",
         lambda r: with_authorization(r, lambda a: a.replace("/20250101/", "/20241231/")),
-        IncompleteSignature,
+        IncompleteSignatureException,
         (
             "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from "
             "HTTP: '20241231' != '20250101', from '20250101T120000Z'."
@@ -534,7 +532,7 @@ HEADER_CASES: list[tuple[str, Callable[[SignedRequest], SignedRequest], type[Api
     (
         "wrong terminator",
         lambda r: with_authorization(r, lambda a: a.replace("/aws4_request", "/aws4_requests")),
-        IncompleteSignature,
+        IncompleteSignatureException,
         (
             "Credential should be scoped with a valid terminator: 'aws4_request', "
             "not 'aws4_requests'."
@@ -543,139 +541,139 @@ HEADER_CASES: list[tuple[str, Callable[[SignedRequest], SignedRequest], type[Api
     (
         "host not signed",
         lambda r: with_authorization(r, lambda a: a.replace(";host;", ";")),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
     ),
     (
         "upper-case signed header",
         lambda r: with_authorization(r, lambda a: a.replace(";host;", ";Host;")),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "SignedHeaders must be lower-case header names separated by ';'",
     ),
     (
         "empty signed header name",
         lambda r: with_authorization(r, lambda a: a.replace(";host;", ";host;;")),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "SignedHeaders must be lower-case header names",
     ),
     (
         "signed header listed twice",
         lambda r: with_authorization(r, lambda a: a.replace(";host;", ";host;host;")),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "SignedHeaders lists a header twice",
     ),
     (
         "signed header absent from the request",
         lambda r: with_header(r, "x-amz-target", None),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Header 'x-amz-target' is listed in SignedHeaders but is not in the request.",
     ),
     (
         "no date at all",
         lambda r: with_header(r, "x-amz-date", None),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
     ),
     (
         "malformed x-amz-date",
         lambda r: with_header(r, "x-amz-date", "2025-01-01T12:00:00Z"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "X-Amz-Date must be in the ISO 8601 basic format",
     ),
     (
         "impossible x-amz-date",
         lambda r: with_header(r, "x-amz-date", "20250231T120000Z"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "X-Amz-Date must be in the ISO 8601 basic format",
     ),
     (
         "two x-amz-date headers",
         lambda r: dataclasses.replace(r, headers=r.headers + [("x-amz-date", "20250101T120000Z")]),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "more than one X-Amz-Date header",
     ),
     (
         "malformed date header",
         lambda r: with_header(with_header(r, "x-amz-date", None), "date", "yesterday"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Date header must be an HTTP date",
     ),
     (
         "signature not hex",
         lambda r: with_authorization(r, lambda a: a.replace(_sig(a), "z" * 64)),
-        IncompleteSignature,
+        IncompleteSignatureException,
         f"Signature must be 64 hexadecimal characters, got '{'z' * 64}'.",
     ),
     (
         "signature too short",
         lambda r: with_authorization(r, lambda a: a.replace(_sig(a), _sig(a)[:63])),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Signature must be 64 hexadecimal characters",
     ),
     (
         "signature with non-ascii digits",
         lambda r: with_authorization(r, lambda a: a.replace(_sig(a), "\u0661" * 64)),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Signature must be 64 hexadecimal characters",
     ),
     (
         "header and query authentication together",
         lambda r: with_query(r, lambda q: "X-Amz-Algorithm=AWS4-HMAC-SHA256"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Only one authentication method is allowed",
     ),
     (
         "body altered after signing",
         lambda r: dataclasses.replace(r, body=b'{"ServerName": "other"}'),
-        SignatureDoesNotMatch,
+        InvalidSignatureException,
         MISMATCH,
     ),
     (
         "body removed after signing",
         lambda r: dataclasses.replace(r, body=b""),
-        SignatureDoesNotMatch,
+        InvalidSignatureException,
         MISMATCH,
     ),
     (
         "signed header altered",
         lambda r: with_header(r, "x-amz-target", "OpsWorksCM_V2016_11_01.DeleteServer"),
-        SignatureDoesNotMatch,
+        InvalidSignatureException,
         MISMATCH,
     ),
     (
         "host altered",
         lambda r: with_header(r, "host", "127.0.0.1:4581"),
-        SignatureDoesNotMatch,
+        InvalidSignatureException,
         MISMATCH,
     ),
     (
         "method altered",
         lambda r: dataclasses.replace(r, method="PUT"),
-        SignatureDoesNotMatch,
+        InvalidSignatureException,
         MISMATCH,
     ),
     (
         "path altered",
         lambda r: dataclasses.replace(r, path="/other"),
-        SignatureDoesNotMatch,
+        InvalidSignatureException,
         MISMATCH,
     ),
     (
         "query added",
         lambda r: with_query(r, lambda q: "Action=DeleteServer"),
-        SignatureDoesNotMatch,
+        InvalidSignatureException,
         MISMATCH,
     ),
     (
         "x-amz-date moved within the window",
         lambda r: with_header(r, "x-amz-date", "20250101T120100Z"),
-        SignatureDoesNotMatch,
+        InvalidSignatureException,
         MISMATCH,
     ),
     (
         "signature from another request",
         lambda r: with_authorization(r, lambda a: a.replace(_sig(a), "ab" * 32)),
-        SignatureDoesNotMatch,
+        InvalidSignatureException,
         MISMATCH,
     ),
 ]
@@ -699,38 +697,38 @@ SIGNING_CASES: list[tuple[str, dict[str, str], type[ApiError], str]] = [
     (
         "unknown access key",
         {"access_key": "AKIDUNKNOWN"},
-        InvalidClientTokenId,
+        UnrecognizedClientException,
         "The security token included in the request is invalid.",
     ),
     (
         "access key with a space",
         {"access_key": "AKID UNKNOWN"},
-        InvalidClientTokenId,
+        UnrecognizedClientException,
         "The security token included in the request is invalid.",
     ),
-    ("wrong secret", {"secret": "not-the-secret"}, SignatureDoesNotMatch, MISMATCH),
+    ("wrong secret", {"secret": "not-the-secret"}, InvalidSignatureException, MISMATCH),
     (
         "wrong service",
         {"service": "opsworks"},
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Credential should be scoped to correct service: 'opsworks-cm'.",
     ),
     (
         "upper-case region",
         {"region": "US-EAST-1"},
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Credential should be scoped to a valid region, not 'US-EAST-1'.",
     ),
     (
         "underscore region",
         {"region": "us_east_1"},
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Credential should be scoped to a valid region, not 'us_east_1'.",
     ),
-    ("empty region", {"region": ""}, IncompleteSignature, "scoped to a valid region"),
-    ("dangling dash region", {"region": "us-east-"}, IncompleteSignature, "valid region"),
-    ("double dash region", {"region": "us--east-1"}, IncompleteSignature, "valid region"),
-    ("overlong region", {"region": "a" * 64}, IncompleteSignature, "valid region"),
+    ("empty region", {"region": ""}, IncompleteSignatureException, "scoped to a valid region"),
+    ("dangling dash region", {"region": "us-east-"}, IncompleteSignatureException, "valid region"),
+    ("double dash region", {"region": "us--east-1"}, IncompleteSignatureException, "valid region"),
+    ("overlong region", {"region": "a" * 64}, IncompleteSignatureException, "valid region"),
 ]
 
 
@@ -749,7 +747,7 @@ def test_requests_signed_wrongly_are_refused(
 
 
 def test_request_signed_16_minutes_ago_has_expired() -> None:
-    with pytest.raises(RequestExpired) as raised:
+    with pytest.raises(InvalidSignatureException) as raised:
         verifier(16 * 60).verify(signed())
 
     assert raised.value.message == (
@@ -759,7 +757,7 @@ def test_request_signed_16_minutes_ago_has_expired() -> None:
 
 
 def test_request_signed_16_minutes_ahead_is_not_yet_current() -> None:
-    with pytest.raises(RequestExpired) as raised:
+    with pytest.raises(InvalidSignatureException) as raised:
         verifier(-16 * 60).verify(signed())
 
     assert raised.value.message == (
@@ -769,7 +767,7 @@ def test_request_signed_16_minutes_ahead_is_not_yet_current() -> None:
 
 
 def test_skew_window_is_configurable() -> None:
-    with pytest.raises(RequestExpired, match=r"\(20250101T120200Z - 1 min\.\)"):
+    with pytest.raises(InvalidSignatureException, match=r"\(20250101T120200Z - 1 min\.\)"):
         verifier(120, max_skew_seconds=60).verify(signed())
     assert verifier(3000, max_skew_seconds=3600).verify(signed()).account == ACCOUNT
 
@@ -781,7 +779,7 @@ def test_expiry_is_checked_before_the_key_is_looked_up() -> None:
         looked_up.append(access_key_id)
         return KEYS.get(access_key_id)
 
-    with pytest.raises(RequestExpired):
+    with pytest.raises(InvalidSignatureException):
         SigV4Verifier(recording_lookup, now=lambda: SIGNED_AT_EPOCH + 3600).verify(signed())
     assert looked_up == []
 
@@ -790,7 +788,7 @@ def test_other_service_name_can_be_verified() -> None:
     v = SigV4Verifier(lookup, service="opsworks", now=lambda: SIGNED_AT_EPOCH)
 
     assert v.verify(signed(service="opsworks")).account == ACCOUNT
-    with pytest.raises(IncompleteSignature, match="correct service: 'opsworks'"):
+    with pytest.raises(IncompleteSignatureException, match="correct service: 'opsworks'"):
         v.verify(signed())
 
 
@@ -811,94 +809,94 @@ PRESIGNED_CASES: list[tuple[str, Callable[[str], str], type[ApiError], str]] = [
     (
         "no algorithm",
         _drop_param("X-Amz-Algorithm"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "AWS query-string parameters must include 'X-Amz-Algorithm'.",
     ),
     (
         "no credential",
         _drop_param("X-Amz-Credential"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "must include 'X-Amz-Credential'",
     ),
-    ("no date", _drop_param("X-Amz-Date"), IncompleteSignature, "must include 'X-Amz-Date'"),
+    ("no date", _drop_param("X-Amz-Date"), IncompleteSignatureException, "must include 'X-Amz-Date'"),
     (
         "no signed headers",
         _drop_param("X-Amz-SignedHeaders"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "must include 'X-Amz-SignedHeaders'",
     ),
     (
         "no signature",
         _drop_param("X-Amz-Signature"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "must include 'X-Amz-Signature'",
     ),
     (
         "other algorithm",
         _set_param("X-Amz-Algorithm", "AWS4-HMAC-SHA1"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Unsupported AWS 'algorithm': 'AWS4-HMAC-SHA1'",
     ),
     (
         "date twice",
         lambda q: q + "&X-Amz-Date=20250101T120000Z",
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Query parameter 'X-Amz-Date' appears more than once.",
     ),
     (
         "credential for another service",
         lambda q: q.replace("%2Fopsworks-cm%2F", "%2Fopsworks%2F"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Credential should be scoped to correct service: 'opsworks-cm'.",
     ),
     (
         "host not signed",
         _set_param("X-Amz-SignedHeaders", "content-type%3Bx-amz-target"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "'Host' or ':authority' must be a 'SignedHeader'",
     ),
     (
         "expires not a number",
         _set_param("X-Amz-Expires", "soon"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "X-Amz-Expires must be a non-negative integer number of seconds, not 'soon'.",
     ),
     (
         "expires negative",
         _set_param("X-Amz-Expires", "-5"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "X-Amz-Expires must be a non-negative integer",
     ),
     (
         "expires over a week",
         _set_param("X-Amz-Expires", "604801"),
-        RequestExpired,
+        IncompleteSignatureException,
         "X-Amz-Expires must be less than a week (in seconds) that is 604800, not 604801.",
     ),
     (
         "signature not hex",
         _set_param("X-Amz-Signature", "g" * 64),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Signature must be 64 hexadecimal characters",
     ),
     (
         "signature not utf-8",
         _set_param("X-Amz-Signature", "%ff"),
-        IncompleteSignature,
+        IncompleteSignatureException,
         "Query parameter 'X-Amz-Signature' is not valid UTF-8.",
     ),
     (
         "operation parameter altered",
         _set_param("ServerName", "evil"),
-        SignatureDoesNotMatch,
+        InvalidSignatureException,
         MISMATCH,
     ),
-    ("operation parameter added", lambda q: q + "&Extra=1", SignatureDoesNotMatch, MISMATCH),
-    ("expiry extended", _set_param("X-Amz-Expires", "3600"), SignatureDoesNotMatch, MISMATCH),
+    ("operation parameter added", lambda q: q + "&Extra=1", InvalidSignatureException, MISMATCH),
+    ("expiry extended", _set_param("X-Amz-Expires", "3600"), InvalidSignatureException, MISMATCH),
     (
         "signature altered",
         _set_param("X-Amz-Signature", "0" * 64),
-        SignatureDoesNotMatch,
+        InvalidSignatureException,
         MISMATCH,
     ),
 ]
@@ -922,24 +920,29 @@ def test_presigned_request_past_its_expiry_has_expired() -> None:
     request = presigned(expires=60)
     assert verifier(60).verify(request).account == ACCOUNT
 
-    with pytest.raises(RequestExpired) as raised:
+    with pytest.raises(InvalidSignatureException) as raised:
         verifier(61).verify(request)
+    # The words of the skew window, with X-Amz-Expires as the window.
     assert raised.value.message == (
-        "Request has expired: X-Amz-Date 20250101T120000Z plus X-Amz-Expires 60 s "
-        "is earlier than now (20250101T120101Z)."
+        "Signature expired: 20250101T120000Z is now earlier than 20250101T120001Z "
+        "(20250101T120101Z - 1 min.)"
     )
 
 
-def test_presigned_request_from_the_future_is_not_yet_valid() -> None:
-    with pytest.raises(RequestExpired, match="Request is not yet valid"):
+def test_presigned_request_from_the_future_is_not_yet_current() -> None:
+    with pytest.raises(InvalidSignatureException) as raised:
         verifier(-16 * 60).verify(presigned())
+    assert raised.value.message == (
+        "Signature not yet current: 20250101T120000Z is still later than 20250101T115900Z "
+        "(20250101T114400Z + 15 min.)"
+    )
 
 
 def test_presigned_request_body_and_headers_are_covered() -> None:
     request = presigned()
-    with pytest.raises(SignatureDoesNotMatch):
+    with pytest.raises(InvalidSignatureException):
         verifier().verify(dataclasses.replace(request, body=b'{"ServerName": "x"}'))
-    with pytest.raises(SignatureDoesNotMatch):
+    with pytest.raises(InvalidSignatureException):
         verifier().verify(with_header(request, "x-amz-target", "OpsWorksCM_V2016_11_01.X"))
     assert verifier().verify(with_header(request, "user-agent", "curl/8")).account == ACCOUNT
 
@@ -949,9 +952,9 @@ def test_presigned_request_without_expires_uses_the_skew_window() -> None:
 
     # X-Amz-Expires was signed, so removing it breaks the signature, but only once the
     # request is inside the 15-minute window.
-    with pytest.raises(SignatureDoesNotMatch):
+    with pytest.raises(InvalidSignatureException):
         verifier(900).verify(request)
-    with pytest.raises(RequestExpired, match="Signature expired"):
+    with pytest.raises(InvalidSignatureException, match="Signature expired"):
         verifier(901).verify(request)
 
 

@@ -386,7 +386,7 @@ def test_duplicate_target_header_is_refused(host: Cmhost, caller: Caller,
     reply = send(host, headers, body)
     assert reply.status != 200, f"one of two X-Amz-Target headers was executed: {reply}"
     assert check_aws_error(reply)["__type"] in ("InvalidAction", "SerializationException",
-                                                "IncompleteSignature")
+                                                "IncompleteSignatureException")
 
 
 @pytest.mark.parametrize("second", ["application/x-amz-json-1.1", "text/html"])
@@ -406,7 +406,8 @@ def test_duplicate_auth_headers(host: Cmhost, caller: Caller, name: str) -> None
     present = [v for k, v in headers if k.lower() == name.lower()]
     extra = [(name, present[0])] if present else [(name, body_hash), (name, body_hash)]
     reply = send(host, [*headers, *extra], b"{}")
-    assert check_aws_error(reply)["__type"] == "IncompleteSignature"
+    assert (reply.status, check_aws_error(reply)["__type"]) == (400,
+                                                               "IncompleteSignatureException")
 
 
 def test_duplicate_content_length_is_refused_by_the_http_parser(host: Cmhost,

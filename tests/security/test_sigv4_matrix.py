@@ -2,7 +2,8 @@
 
 Each case of the matrix is sent for each of the 19 operations, with a body that names real
 resources of account A (a request that got through would change them); each must be refused
-with the AWS error of its kind, before the operation runs: A's and B's accounts are unchanged
+with the AWS error of its kind (a 400 of the JSON protocol family: code and message, see
+tests/authn.py), before the operation runs: A's and B's accounts are unchanged
 afterwards. Then: a request A signed for B's resources finds nothing, however often it is
 replayed; and a non-loopback cmhost refuses the development key everywhere.
 """
@@ -22,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 
 from cmhost.api.model import SERVICE
+from tests import authn
 from tests.security.estate import Estate, build_estate, snapshot, valid_bodies
 from tests.security.hosts import issue_caller, quiet_host, settle
 from tests.security.wire import (
@@ -57,11 +59,16 @@ class World:
         return json.dumps(self.bodies[operation]).encode()
 
 
-@pytest.fixture(scope="module")
-def world(host: Cmhost) -> World:
+def make_world(host: Cmhost) -> World:
+    """Accounts A and B with resources of every kind, on `host` (test_sigv4_clients.py too)."""
     a = build_estate(host, issue_caller(host, A_ACCOUNT), "sa")
     b = build_estate(host, issue_caller(host, B_ACCOUNT), "sb")
     return World(host, a, b, valid_bodies(host, a))
+
+
+@pytest.fixture(scope="module")
+def world(host: Cmhost) -> World:
+    return make_world(host)
 
 
 def _now() -> dt.datetime:
@@ -148,17 +155,23 @@ def _both(w: World, op: str) -> Request:
     return path, sign(w.host, op, body, key=w.key), body
 
 
-MISMATCH = (403, "SignatureDoesNotMatch")
-INCOMPLETE = (400, "IncompleteSignature")
-EXPIRED = (400, "RequestExpired")
+# What each case must be answered: always HTTP 400, with (code, message as a regex), as AWS's
+# JSON protocol services answer (tests/authn.py).
+Expected = tuple[str, str]
+MISSING = (authn.MISSING, authn.MISSING_MESSAGE)
+INCOMPLETE = (authn.INCOMPLETE, authn.ANY_MESSAGE)
+UNKNOWN = (authn.UNKNOWN_KEY, authn.UNKNOWN_KEY_MESSAGE)
+MISMATCH = (authn.INVALID, authn.MISMATCH_MESSAGE)
+EXPIRED = (authn.INVALID, authn.EXPIRED_MESSAGE)
+NOT_YET = (authn.INVALID, authn.NOT_YET_MESSAGE)
 UNKNOWN_KEY = Key("AKIAQ7NOBODYKNOWSME2", "x" * 40, "999999999999")
 
-CASES: dict[str, tuple[Callable[[World, str], Request], tuple[int, str]]] = {
+CASES: dict[str, tuple[Callable[[World, str], Request], Expected]] = {
     # -- no or unreadable authentication
     "no authentication": (_header_case(_then(lambda h: _set(_set(
-        h, "Authorization", None), "X-Amz-Date", None))), (403, "MissingAuthenticationToken")),
+        h, "Authorization", None), "X-Amz-Date", None))), MISSING),
     "date but no Authorization": (_header_case(_then(lambda h: _set(h, "Authorization", None))),
-                                  (403, "MissingAuthenticationToken")),
+                                  MISSING),
     "empty Authorization": (_header_case(_then(lambda h: _set(h, "Authorization", ""))),
                             INCOMPLETE),
     "garbage Authorization": (_header_case(_then(lambda h: _set(
@@ -188,7 +201,7 @@ CASES: dict[str, tuple[Callable[[World, str], Request], tuple[int, str]]] = {
     "X-Amz-Date not ISO 8601 basic": (_header_case(_then(lambda h: _set(
         h, "X-Amz-Date", _get(h, "X-Amz-Date")[:8] + "T25:99:99Z"))), INCOMPLETE),
     # -- who signed
-    "unknown access key": (_header_case(_signed(key=UNKNOWN_KEY)), (403, "InvalidClientTokenId")),
+    "unknown access key": (_header_case(_signed(key=UNKNOWN_KEY)), UNKNOWN),
     "wrong secret": (_header_case(lambda w, op, body: sign(
         w.host, op, body, key=Key(w.key.key, "wrong" + w.key.secret[5:], w.key.account))),
         MISMATCH),
@@ -214,13 +227,13 @@ CASES: dict[str, tuple[Callable[[World, str], Request], tuple[int, str]]] = {
     "signed 16 minutes ago": (_header_case(lambda w, op, body: sign(
         w.host, op, body, key=w.key, when=_now() - dt.timedelta(minutes=16))), EXPIRED),
     "signed 16 minutes ahead": (_header_case(lambda w, op, body: sign(
-        w.host, op, body, key=w.key, when=_now() + dt.timedelta(minutes=16))), EXPIRED),
+        w.host, op, body, key=w.key, when=_now() + dt.timedelta(minutes=16))), NOT_YET),
     "signed a day ago": (_header_case(lambda w, op, body: sign(
         w.host, op, body, key=w.key, when=_now() - dt.timedelta(days=1))), EXPIRED),
     "signed in 2000": (_header_case(lambda w, op, body: sign(
         w.host, op, body, key=w.key, when=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))), EXPIRED),
     "signed in 2999": (_header_case(lambda w, op, body: sign(
-        w.host, op, body, key=w.key, when=dt.datetime(2999, 1, 1, tzinfo=dt.UTC))), EXPIRED),
+        w.host, op, body, key=w.key, when=dt.datetime(2999, 1, 1, tzinfo=dt.UTC))), NOT_YET),
     # -- what was signed
     "body altered after signing": (lambda w, op: (
         "/", sign(w.host, op, w.body(op), key=w.key), w.body(op).replace(b"}", b',"X":1}', 1)),
@@ -253,15 +266,18 @@ CASES: dict[str, tuple[Callable[[World, str], Request], tuple[int, str]]] = {
     "signature not hexadecimal": (_header_case(_then(lambda h: _auth(h, _part(
         "Signature", lambda s: "z" * 64)))), INCOMPLETE),
     "payload hash header of another body": (_header_case(_then(lambda h: [
-        *h, ("X-Amz-Content-Sha256", "0" * 64)])), MISMATCH),
+        *h, ("X-Amz-Content-Sha256", "0" * 64)])), (authn.INVALID, re.escape(
+            "The provided 'x-amz-content-sha256' header does not match what was computed."))),
     "unsigned payload": (_header_case(_then(lambda h: [
         *h, ("X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD")])), INCOMPLETE),
     "header and presigned query at once": (_both, INCOMPLETE),
     # -- presigned URLs
-    "presigned, expired": (_presigned(expires=60, skew=-dt.timedelta(minutes=2)), EXPIRED),
-    "presigned, expiry over a week": (_presigned(expires=604801), EXPIRED),
+    "presigned, expired": (_presigned(expires=60, skew=-dt.timedelta(minutes=2)),
+                           (authn.INVALID, authn.expired_message("1 min."))),
+    "presigned, expiry over a week": (_presigned(expires=604801), (authn.INCOMPLETE, re.escape(
+        "X-Amz-Expires must be less than a week (in seconds) that is 604800, not 604801."))),
     "presigned, signed 20 minutes ahead": (_presigned(skew=dt.timedelta(minutes=20)),
-                                           EXPIRED),
+                                           NOT_YET),
     "presigned, signature altered": (_presigned(mangle=_edit_param("X-Amz-Signature", _flip)),
                                      MISMATCH),
     "presigned, expiry lengthened": (_presigned(mangle=_edit_param(
@@ -285,7 +301,7 @@ CASES: dict[str, tuple[Callable[[World, str], Request], tuple[int, str]]] = {
     "presigned, body added": (lambda w, op: _presigned(body=w.body(op))(w, op), MISMATCH),
     "presigned, wrong secret": (lambda w, op: _presigned(key=Key(
         w.key.key, "wrong" + w.key.secret[5:], w.key.account))(w, op), MISMATCH),
-    "presigned, unknown key": (_presigned(key=UNKNOWN_KEY), (403, "InvalidClientTokenId")),
+    "presigned, unknown key": (_presigned(key=UNKNOWN_KEY), UNKNOWN),
 }
 
 
@@ -294,18 +310,20 @@ def test_the_matrix(world: World, figures: Counter[str]) -> None:
     host = world.host
     before = (snapshot(world.a.caller), snapshot(world.b.caller))
     wrong = []
-    for case, (build, (status, code)) in CASES.items():
+    for case, (build, (code, message)) in CASES.items():
         for op in OPERATIONS:
             path, headers, body = build(world, op)
             reply = send(host, headers, body, path=path)
             figures["SigV4 matrix requests"] += 1
             try:
-                got = check_aws_error(reply)["__type"]
+                got = check_aws_error(reply)
             except AssertionError:
                 wrong.append(f"{case} / {op}: {reply}")
                 continue
-            if (reply.status, got) != (status, code):
-                wrong.append(f"{case} / {op}: expected {status} {code}, got {reply}")
+            if (reply.status, got["__type"]) != (authn.STATUS, code) or not re.fullmatch(
+                    message, got["message"]):
+                wrong.append(f"{case} / {op}: expected {authn.STATUS} {code} {message!r}, "
+                             f"got {reply}")
     settle(host)
     assert not wrong, f"{len(wrong)} of {len(CASES) * len(OPERATIONS)} refused wrongly:\n" + \
         "\n".join(wrong[:40])
@@ -415,7 +433,7 @@ def exposed(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def test_development_key_refused_off_loopback(exposed: Cmhost, figures: Counter[str]) -> None:
     """Bound to 0.0.0.0, cmhost knows no `test` key: every operation, header-signed or
-    presigned, is refused with InvalidClientTokenId; an issued key works."""
+    presigned, is refused with UnrecognizedClientException; an issued key works."""
     wrong = []
     for op in OPERATIONS:
         reply = send(exposed, sign(exposed, op, b"{}", key=DEV_KEY), b"{}")
@@ -423,7 +441,8 @@ def test_development_key_refused_off_loopback(exposed: Cmhost, figures: Counter[
         presigned = send(exposed, headers, b"", path=path)
         figures["SigV4 matrix requests"] += 2
         for what, got in (("header", reply), ("presigned", presigned)):
-            if (got.status, got.code) != (403, "InvalidClientTokenId"):
+            if (got.status, got.code) != (authn.STATUS, authn.UNKNOWN_KEY) or not re.fullmatch(
+                    authn.UNKNOWN_KEY_MESSAGE, got.json()["message"]):
                 wrong.append(f"{op} ({what}): {got}")
     assert not wrong, "\n".join(wrong)
     issued = issue_caller(exposed, "310000000009")

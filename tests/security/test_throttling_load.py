@@ -244,7 +244,8 @@ def test_refused_signatures_spend_no_tokens(throttled: Cmhost, buckets: Buckets,
         op = buckets.fresh(DEV_KEY)
         forged = Key(DEV_KEY.key, "not-the-secret", DEV_KEY.account)
         refused = burst(throttled, requests_for(throttled, forged, op, 30))
-        assert {r.code for r in refused.replies} == {"SignatureDoesNotMatch"}
+        assert {(r.status, r.code) for r in refused.replies} == {
+            (400, "InvalidSignatureException")}
         got = burst(throttled, requests_for(throttled, DEV_KEY, op, BURST + 1))
         figures["throttling requests"] += 30 + BURST + 1
         if got.seconds <= BURST_BUDGET:
