@@ -7,6 +7,7 @@ import gc
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -72,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-token",
                        help="bearer token for /_cmhost/ endpoints that change anything; "
                             "required for them off loopback (CMHOST_ADMIN_TOKEN)")
+    serve.add_argument("--header-timeout", type=float, metavar="SECONDS",
+                       help="close a connection whose request headers take longer "
+                            "(CMHOST_HEADER_TIMEOUT, default 10)")
+    serve.add_argument("--body-timeout", type=float, metavar="SECONDS",
+                       help="close a connection whose request body takes longer after its "
+                            "headers (CMHOST_BODY_TIMEOUT, default 60)")
     _add_service_flags(serve)
 
     worker = sub.add_parser("worker", help="run jobs and schedules only, no API")
@@ -122,6 +129,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "health_interval": "health_interval", "events_per_server": "events_per_server",
         "job_lease_seconds": "job_lease_seconds", "credential_pool": "credential_pool",
         "admin_token": "admin_token", "accept_new_database": "accept_new_database",
+        "header_timeout": "header_timeout", "body_timeout": "body_timeout",
     }
     for arg, field_name in mapping.items():
         value = getattr(args, arg, None)
@@ -141,7 +149,15 @@ def _fail(message: str) -> int:
 
 
 def cmd_serve(settings: Settings) -> int:
-    import uvicorn
+    from cmhost.dirlock import take_worker_lock
+    from cmhost.listen import bind_listeners, uvicorn_server
+
+    # Everything that can refuse the start does so before anything is opened or started:
+    # the settings, the data directory's worker lock, then the port.
+    settings.check_listening()
+    # The lock is an open descriptor that stays open until the process ends.
+    take_worker_lock(settings, f"cmhost serve on {settings.host}:{settings.port}")
+    sockets = bind_listeners(settings.host, settings.port)
 
     from cmhost.app import CmhostApp
 
@@ -150,20 +166,26 @@ def cmd_serve(settings: Settings) -> int:
     # generations so each collection scans only what requests allocate.
     gc.collect()
     gc.freeze()
+    log = logging.getLogger("cmhost")
     if not settings.loopback:
-        logging.getLogger("cmhost").warning(
-            "listening on %s: the development key test/test is disabled; use issued keys",
-            settings.host)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",
-                            access_log=False, log_level=settings.log_level,
-                            http="httptools", loop="uvloop", timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run()
+        log.warning("listening on %s: the development key test/test is disabled; use issued "
+                    "keys", settings.host)
+    log.info("serving on %s", ", ".join(_address(s) for s in sockets))
+    uvicorn_server(app, settings).run(sockets=sockets)
     return 0
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def cmd_worker(settings: Settings) -> int:
     from cmhost.app import CmhostApp
+    from cmhost.dirlock import take_worker_lock
 
+    settings.check_public_url()
+    take_worker_lock(settings, "cmhost worker")  # held by an open descriptor until the end
     app = CmhostApp(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

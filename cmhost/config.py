@@ -59,6 +59,12 @@ class Settings:
     admin_token: str | None = None
     # Start on an empty database although the data directory belongs to another one.
     accept_new_database: bool = False
+    # Seconds a client has to send a request's headers (from connecting, or from the first
+    # byte of a request): slow or silent clients must not hold connections open for ever.
+    header_timeout: float = 10.0
+    # Seconds a client has to send a request's body once its headers are in (bodies are at
+    # most 1 MiB).
+    body_timeout: float = 60.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -86,6 +92,39 @@ class Settings:
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
+
+    @property
+    def unspecified_host(self) -> bool:
+        """Whether the listen address means every address (0.0.0.0, ::): no node can use
+        it to reach this API."""
+        try:
+            return self.host == "" or ipaddress.ip_address(self.host).is_unspecified
+        except ValueError:
+            return False
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def check_public_url(self) -> None:
+        """ValueError when the URL handed to nodes would be one they cannot reach."""
+        if self.unspecified_host and not self.public_url:
+            raise ValueError(
+                f"listening on {self.host or 'every address'}, cmhost cannot tell nodes where "
+                "to reach it (user data, S3LogUrl): give --public-url (CMHOST_PUBLIC_URL), "
+                f"e.g. --public-url http://<this host's name or address>:{self.port}")
+
+    def check_listening(self) -> None:
+        """ValueError, with what to do, when a `serve` with these settings must not start."""
+        for name in ("header_timeout", "body_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be more than 0 seconds")
+        self.check_public_url()
+        if self.clock == "virtual" and not self.loopback and not self.admin_token:
+            raise ValueError(
+                f"a virtual clock on {self.host} (not loopback) could be moved by anyone "
+                "who reaches the port: give --admin-token (CMHOST_ADMIN_TOKEN), or listen "
+                "on 127.0.0.1")
 
 
 def env_defaults() -> dict[str, object]:
@@ -122,7 +161,9 @@ def env_defaults() -> dict[str, object]:
                             ("CMHOST_HEALTH_INTERVAL", "health_interval", float),
                             ("CMHOST_EVENTS_PER_SERVER", "events_per_server", int),
                             ("CMHOST_JOB_LEASE_SECONDS", "job_lease_seconds", float),
-                            ("CMHOST_CREDENTIAL_POOL", "credential_pool", int)):
+                            ("CMHOST_CREDENTIAL_POOL", "credential_pool", int),
+                            ("CMHOST_HEADER_TIMEOUT", "header_timeout", float),
+                            ("CMHOST_BODY_TIMEOUT", "body_timeout", float)):
         if name in env:
             out[key] = kind(env[name])
     if "CMHOST_PUBLIC_URL" in env:
