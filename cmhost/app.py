@@ -130,7 +130,8 @@ class CmhostApp:
                               inline_reads=self._read_inline,
                               unavailable=self.db.unavailable)
         self.admin = AdminApp(self.clock, self.advance, self.health, self.executor,
-                              self.read_log)
+                              self.read_log, loopback=settings.loopback,
+                              admin_token=settings.admin_token)
         self.started_at = time.time()
 
     def _read_inline(self, call: Callable[[], Any]) -> tuple[bool, Any]:

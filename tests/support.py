@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,6 +16,8 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+
+from cmhost.config import is_loopback
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +96,8 @@ class Cmhost:
                  provisioning_seconds: float = 60.0, deletion_seconds: float = 10.0,
                  extra_args: list[str] | None = None, env: dict[str, str] | None = None,
                  host: str = "127.0.0.1", command: str = "serve",
-                 database_url: str | None = None, master_key_file: Path | None = None) -> None:
+                 database_url: str | None = None, master_key_file: Path | None = None,
+                 admin_token: str | None = None) -> None:
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.command = command
@@ -110,6 +114,17 @@ class Cmhost:
             "--deletion-seconds", str(deletion_seconds), "--log-level", "warning",
             *(extra_args or []),
         ]
+        if command == "serve" and not is_loopback(host):
+            # What cmhost requires off loopback: a URL nodes can reach (for an "every
+            # address" bind), and an admin token to move a virtual clock; the helpers below
+            # send the token.
+            if "--public-url" not in self.args and host in ("0.0.0.0", "::"):
+                self.args += ["--public-url", f"http://127.0.0.1:{self.port}"]
+            if admin_token is None and clock == "virtual":
+                admin_token = secrets.token_urlsafe(16)
+        self.admin_token = admin_token
+        if admin_token is not None:
+            self.args += ["--admin-token", admin_token]
         # A small credential pool (one server's worth, the default is 4): every test goes
         # through the pool, without each of the suite's hundreds of processes spending CPU
         # on keys it never uses.
@@ -177,13 +192,18 @@ class Cmhost:
 
     # --- HTTP helpers -------------------------------------------------------------------
 
+    def _admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
+
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=10) as resp:
+        req = urllib.request.Request(self.url + path, headers=self._admin_headers())
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 
     def post(self, path: str, payload: Any) -> Any:
         req = urllib.request.Request(self.url + path, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"},
+                                     headers={"Content-Type": "application/json",
+                                              **self._admin_headers()},
                                      method="POST")
         with urllib.request.urlopen(req, timeout=120) as resp:
             return json.loads(resp.read())
