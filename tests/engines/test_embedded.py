@@ -102,7 +102,7 @@ def test_chef_kit_holds_the_returned_key_and_names_the_endpoint(chef_prepared: P
     assert f"chef_server_url 'https://{make_spec().endpoint}/organizations/default'" in knife
     ca = files["MyServer/.chef/ca_certs/opsworks-cm-ca.pem"].decode()
     assert ca.strip() == chef_prepared.material.public["ca_cert"].strip()
-    assert b"opsworks-cm associate-node" in files["MyServer/userdata.sh"]
+    assert b'aws "$OPSWORKS_CM" associate-node' in files["MyServer/userdata.sh"]
 
 
 def test_server_certificate_names_endpoint_and_custom_domain(chef_prepared: Prepared) -> None:
