@@ -84,6 +84,7 @@ from cmhost.engines.supervisor import (
     reserve_port,
 )
 from cmhost.engines.userdata import render_userdata_for_inputs
+from cmhost.messages import caller_message
 
 PACKAGE_HINT = "install the Debian package goiardi (apt-get install goiardi)"
 CHEF_UPGRADE_VERSION = "2"  # what CHEF_MAJOR_UPGRADE makes of a Chef 12 server, as embedded
@@ -229,7 +230,7 @@ class ChefApi:
             raise WrongAnswer(f"it does not speak TLS as goiardi does ({exc.reason})") from None
         except (OSError, http.client.HTTPException) as exc:
             raise Unreachable(f"{self.host}:{self.port} cannot be reached "
-                              f"({exc.__class__.__name__}: {exc})") from None
+                              f"({exc.__class__.__name__}: {caller_message(exc)})") from None
         finally:
             conn.close()
 
@@ -605,7 +606,8 @@ class GoiardiDriver:
                 with locked(root):
                     self._ensure_running(spec, root, material)
             except EngineError as exc:
-                return Health("CONNECTION_LOST", f"goiardi could not be started: {exc}")
+                return Health("CONNECTION_LOST",
+                              f"goiardi could not be started: {caller_message(exc)}")
         status = self._supervisor.status(spec.server_id)
         if status is None or not status.alive or status.pid is None:
             exit_ = status.last_exit if status and status.last_exit else "not running"
@@ -621,9 +623,9 @@ class GoiardiDriver:
             code, user = self._api(root, material, timeout=HEALTH_TIMEOUT).call(
                 "GET", f"/users/{PIVOTAL}")
         except Unreachable as exc:
-            return Health("CONNECTION_LOST", f"goiardi cannot be reached: {exc}")
+            return Health("CONNECTION_LOST", f"goiardi cannot be reached: {caller_message(exc)}")
         except EngineError as exc:
-            return Health("UNHEALTHY", f"goiardi answers wrongly: {exc}")
+            return Health("UNHEALTHY", f"goiardi answers wrongly: {caller_message(exc)}")
         if code == 401:
             return Health("UNHEALTHY", "goiardi does not accept cmhost's admin client.")
         if code != 200 or not isinstance(user, dict):

@@ -65,6 +65,7 @@ from cmhost.engines.supervisor import (
     reserve_port,
 )
 from cmhost.engines.userdata import render_userdata_for_inputs
+from cmhost.messages import caller_message
 
 PACKAGE_HINT = "install the Debian package puppetserver (apt-get install puppetserver)"
 PUPPETSERVER_JAR = Path("/usr/share/puppetserver/puppetserver.jar")
@@ -346,7 +347,7 @@ class PuppetServerDriver:
             port = self._port(spec)
             context = self._context(material, client=False)
         except (EngineError, ssl.SSLError, ValueError) as exc:
-            return Health("UNHEALTHY", f"The engine cannot be checked: {exc}")
+            return Health("UNHEALTHY", f"The engine cannot be checked: {caller_message(exc)}")
         host = self._ctx.engine_host
         connection = http.client.HTTPSConnection(host, port, context=context,
                                                  timeout=HEALTH_TIMEOUT)
@@ -566,7 +567,8 @@ class PuppetServerDriver:
                 if (paths.ca / puppet_ca.CA_CERT).exists() and (paths.conf / "conf.d").is_dir():
                     with contextlib.suppress(EngineError):
                         self._start(spec, paths, restart=False)  # the old state, as it was
-                raise EngineError(f"The engine state could not be replaced: {exc}") from None
+                raise EngineError("The engine state could not be replaced: "
+                                  f"{caller_message(exc)}") from None
             self._write_all(spec, material, paths)
             self._start(spec, paths, restart=False)
         return material

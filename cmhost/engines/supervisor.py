@@ -46,6 +46,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cmhost.messages import caller_message
+
 log = logging.getLogger("cmhost.supervisor")
 
 PORT_FILE = "port"
@@ -154,7 +156,7 @@ def _spawn(spec: ProcessSpec) -> subprocess.Popen[bytes]:
                 else None, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True)
         except OSError as exc:
-            raise SupervisorError(f"cannot start {spec.name}: {exc.strerror or exc}") from None
+            raise SupervisorError(f"cannot start {spec.name}: {caller_message(exc)}") from None
     tmp = spec.pid_file.with_name(f".{spec.pid_file.name}.tmp")
     tmp.write_text(f"{proc.pid}\n")
     os.replace(tmp, spec.pid_file)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from cmhost.engines.base import EngineError, EngineMaterial
+from cmhost.messages import caller_message
 from cmhost.service import backups, events, states
 from cmhost.service.artifacts import (
     ArtifactError,
@@ -135,7 +136,8 @@ class RestoreJob(ServerJob):
             artifact = load_artifact(self.rt.blobs, self.rt.box, backup)
             material = self.driver(row).restore(self.spec(row), artifact)
         except (ArtifactError, EngineError) as exc:
-            return finish(self._failed(row, backup_id, str(exc), return_status, now))
+            return finish(self._failed(row, backup_id, caller_message(exc), return_status,
+                                      now))
         health = self.driver(row).check_health(self.spec(row), material)
         values = self.material_values(row, material)
         overrides = {k: job.payload[p] for k, p in (("instance_type", "instance_type"),
@@ -214,7 +216,7 @@ class MaintenanceJob(_BackupTaker):
                 maintained = driver.maintain(
                     spec, restored, major_upgrade=bool(job.payload.get("major_upgrade")))
             except (ArtifactError, EngineError) as exc:
-                return finish(self._done(row, job, now, failed=str(exc)))
+                return finish(self._done(row, job, now, failed=caller_message(exc)))
             return finish(self._done(row, job, now, material=maintained.material,
                                      version=maintained.engine_version))
         raise ValueError(f"unknown step {job.step!r}")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from cmhost.engines import pki
 from cmhost.engines.base import InvalidEngineAttribute
+from cmhost.messages import caller_message
 from cmhost.service import events, states
 from cmhost.service.context import Caller
 from cmhost.service.errors import ValidationException
@@ -40,7 +41,7 @@ def export_attribute(rt: Runtime, caller: Caller, *, server_name: str, name: str
     try:
         script = driver.userdata(spec, server_material(server, rt.box), given)
     except InvalidEngineAttribute as exc:
-        raise ValidationException(str(exc)) from None
+        raise ValidationException(caller_message(exc)) from None
     return USERDATA, base64.b64encode(script.encode()).decode()
 
 
@@ -59,7 +60,7 @@ def update_attributes(rt: Runtime, caller: Caller, *, server_name: str, name: st
             prepared = driver.update_attribute(spec, server_material(server, rt.box), name,
                                                value)
     except InvalidEngineAttribute as exc:
-        raise ValidationException(str(exc)) from None
+        raise ValidationException(caller_message(exc)) from None
     now = rt.clock.now()
     material = prepared.material
     with rt.db.write() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from cmhost.engines.base import EngineDriver, EngineError, EngineMaterial, ServerSpec
+from cmhost.messages import caller_message
 from cmhost.service import backups, events, states
 from cmhost.service.artifacts import ArtifactError, load_artifact
 from cmhost.service.backup_jobs import BackupJob, DeleteBackupJob, MaintenanceJob, RestoreJob
@@ -82,7 +83,8 @@ class CreateServerJob(ServerJob):
             artifact = load_artifact(self.rt.blobs, self.rt.box, backup)
             material = self.driver(row).restore(self.spec(row), artifact)
         except (ArtifactError, EngineError) as exc:
-            return finish(self._failed(row, f"Creating from backup {backup_id} failed: {exc}",
+            return finish(self._failed(row, f"Creating from backup {backup_id} failed: "
+                                            f"{caller_message(exc)}",
                                        now))
         values = self.material_values(row, material)
 

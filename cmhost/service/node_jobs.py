@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from cmhost.engines.base import EngineError
+from cmhost.messages import caller_message
 from cmhost.service import events, states
 from cmhost.service.job_base import ServerJob
 from cmhost.service.nodes import FAILED, IN_PROGRESS, SUCCESS
@@ -51,7 +52,7 @@ class NodeJob(ServerJob):
                 driver.disassociate_node(spec, self.material(row), node, attributes)
                 result = []
         except EngineError as exc:
-            return finish(self._result(request, row, now, error=str(exc)))
+            return finish(self._result(request, row, now, error=caller_message(exc)))
         return finish(self._result(request, row, now, result=result))
 
     def _result(self, request: Row, row: Row | None, now: float, *,

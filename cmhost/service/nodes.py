@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cmhost.engines.base import InvalidEngineAttribute, NodeAction
+from cmhost.messages import caller_message
 from cmhost.service import events, states
 from cmhost.service.context import Caller
 from cmhost.service.errors import (
@@ -56,7 +57,7 @@ def request_node_action(rt: Runtime, caller: Caller, *, action: NodeAction, serv
     try:
         canonical = driver.check_node_request(spec, action, node_name, given)
     except InvalidEngineAttribute as exc:
-        raise ValidationException(str(exc)) from None
+        raise ValidationException(caller_message(exc)) from None
     token = base64.b64encode(secrets.token_bytes(30)).decode()
     now = rt.clock.now()
     with rt.db.write() as conn:

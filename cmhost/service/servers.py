@@ -22,6 +22,7 @@ from cmhost.engines.base import (
     Prepared,
     ServerSpec,
 )
+from cmhost.messages import caller_message
 from cmhost.service import events, states
 from cmhost.service.context import Caller
 from cmhost.service.custom_domain import check_custom_domain
@@ -113,7 +114,7 @@ def create_server(rt: Runtime, caller: Caller, req: CreateServerInput
     try:
         attributes = validate_create_attributes(choice.engine, req.engine_attributes)
     except InvalidEngineAttribute as exc:
-        raise ValidationException(str(exc)) from None
+        raise ValidationException(caller_message(exc)) from None
 
     family = engine_family(choice.engine)
     driver = rt.drivers.for_new_server(family)
@@ -129,7 +130,8 @@ def create_server(rt: Runtime, caller: Caller, req: CreateServerInput
     try:
         endpoint = driver.allocate_endpoint(server_id, req.server_name, caller.region)
     except EngineError as exc:
-        raise ValidationException(f"The {driver.name} engine cannot take a new server: {exc}"
+        raise ValidationException(f"The {driver.name} engine cannot take a new server: "
+                                  f"{caller_message(exc)}"
                                   ) from None
     try:
         return _create(rt, caller, req, driver=driver, family=family, choice=choice,
@@ -180,10 +182,11 @@ def _create(rt: Runtime, caller: Caller, req: CreateServerInput, *, driver: Engi
             with pki.supplied_by(rt.credentials):
                 prepared = driver.prepare(spec, attributes)
         except InvalidEngineAttribute as exc:
-            raise ValidationException(str(exc)) from None
+            raise ValidationException(caller_message(exc)) from None
         except EngineError as exc:
             raise ValidationException(
-                f"The {driver.name} engine cannot create this server: {exc}") from None
+                f"The {driver.name} engine cannot create this server: "
+                f"{caller_message(exc)}") from None
     else:
         # The identity (CA, keys, nodes) comes from the backup when the job restores it;
         # no new credentials are handed out.
