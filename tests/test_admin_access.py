@@ -86,7 +86,7 @@ def refused_start(tmp_path: Path, *args: str) -> str:
         [sys.executable, "-m", "cmhost", "serve", "--port", str(free_port()),
          "--data-dir", str(data_dir), "--master-key-file", str(tmp_path / "master.key"),
          "--database-url", f"sqlite:///{data_dir / 'cmhost.db'}", *args],
-        capture_output=True, text=True, timeout=60, cwd=ROOT)
+        check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
     output = (done.stdout + done.stderr).strip()
     assert done.returncode != 0, output
     assert len(output.splitlines()) == 1, output

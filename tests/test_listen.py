@@ -140,7 +140,7 @@ def run_cmhost(command: str, workdir: Path, *args: str) -> subprocess.CompletedP
          "--database-url", f"sqlite:///{data_dir / 'cmhost.db'}",
          "--master-key-file", str(workdir / "secret" / "master.key"), "--clock", "virtual",
          "--log-level", "info", *args],
-        capture_output=True, text=True, timeout=60, cwd=ROOT)
+        check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
 def refusal(done: subprocess.CompletedProcess[str]) -> str:
