@@ -45,10 +45,10 @@ def take_worker_lock(settings: Settings, holder: str) -> int | None:
         held_by = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
         os.close(fd)
         raise DataDirInUse(
-            f"the data directory {settings.data_dir} is in use: "
-            f"{held_by or 'another process (it has not written its name yet)'} works its "
-            "SQLite database, and only one process may run a worker on it; stop that one "
-            "first, or start this one as `serve --no-worker` (API only)") from None
+            f"the data directory {settings.data_dir} is in use by a process that runs a "
+            f"worker on its SQLite database ({held_by or 'it has not written its name yet'})"
+            "; one may at a time: stop that one first, or run an API-only "
+            "`serve --no-worker` beside it (several workers need PostgreSQL)") from None
     except BaseException:
         os.close(fd)
         raise
