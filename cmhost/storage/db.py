@@ -307,21 +307,13 @@ class Database:
         return state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
-        from alembic import command
-        from alembic.config import Config
+        """Bring the schema to the newest migration (idempotent), each migration in a
+        transaction of its own: a crash leaves the last one that committed."""
+        from cmhost.storage import migrate
 
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        # Migrations run on their own non-pooled engine so no pooled connection holds locks.
-        engine = create_engine(self.url, poolclass=NullPool)
-        try:
-            with engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-        finally:
-            engine.dispose()
+        # On an engine of its own, disposed at the end: no pooled connection of this
+        # Database has seen the schema before it changed.
+        migrate.upgrade(self.url)
 
     def table_names(self) -> list[str]:
         return inspect(self._reader).get_table_names()
