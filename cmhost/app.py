@@ -25,7 +25,7 @@ from cmhost.service.health import HealthMonitor
 from cmhost.service.housekeeping import TempSweeper
 from cmhost.service.jobs import job_handlers
 from cmhost.service.keys import KeyDirectory
-from cmhost.service.retention import EventPruner
+from cmhost.service.retention import EventPruner, JobPruner
 from cmhost.service.runtime import Drivers, Runtime
 from cmhost.service.schedules import Scheduler
 from cmhost.storage import repo
@@ -115,7 +115,7 @@ class CmhostApp:
                              tickers=[Scheduler(self.runtime),
                                       HealthMonitor(self.runtime, settings.health_interval),
                                       EventPruner(self.runtime, settings.events_per_server),
-                                      TempSweeper(self.runtime)])
+                                      JobPruner(self.runtime), TempSweeper(self.runtime)])
         self.runtime.wake_worker = self.worker.wake
         self.credential_pool = CredentialPool(self.db, self.box, servers=settings.credential_pool)
         self.filler = PoolFiller(self.credential_pool)

@@ -1,4 +1,5 @@
-"""Events retention: each server keeps its newest events only, so events cannot grow forever."""
+"""Retention: each server keeps its newest events, and the jobs table its recent finished
+jobs, so neither grows forever."""
 
 from __future__ import annotations
 
@@ -34,4 +35,60 @@ class EventPruner:
             if boundary is not None:
                 with self.rt.db.write() as conn:
                     repo.delete_events_through(conn, server_id, boundary)
+        return 0  # nothing for the worker to run because of it
+
+
+# Finished jobs are kept this long (seconds of the job clock) after they finished ...
+JOB_HISTORY_SECONDS = 7 * 86400.0
+# ... and, however recent, no more than this many of them.
+JOB_HISTORY_MAX = 1000
+# A write transaction deletes at most this many jobs, so the writer is never held for long
+# (the first pass over a database that kept every job since it was made has much to do).
+_DELETE_BATCH = 500
+
+
+class JobPruner:
+    """A worker ticker: every `interval` seconds of the job clock, deletes the finished jobs
+    past a bounded history.
+
+    The bound. A finished (done or failed) job stays for `keep_seconds` after it finished
+    (its last update, by the job clock), and only while it is among the `keep_max` newest
+    finished jobs. The age keeps a week of history to look back at when something went
+    wrong; the count caps a burst (1,000 CreateServer/DeleteServer cycles in an hour leave
+    2,000 finished jobs). One count for the whole table, not one per server: servers come
+    and go (every cycle is a new server), and the table is what must stay bounded.
+
+    What it never deletes: a pending job, waiting or leased and running, however old (the
+    queries touch only done and failed ones, and the delete checks again). Nothing reads a
+    finished job: the worker claims pending jobs only, a step's outcome goes to the server,
+    backup or node association rows (DescribeNodeAssociationStatus reads the latter, not
+    the job), and a job's `last_error` is in the log as well.
+    """
+
+    def __init__(self, rt: Runtime, keep_seconds: float = JOB_HISTORY_SECONDS,
+                 keep_max: int = JOB_HISTORY_MAX, interval: float = 600.0) -> None:
+        self.rt = rt
+        self.keep_seconds = keep_seconds
+        self.keep_max = keep_max
+        self.interval = interval
+        self._next: float | None = None
+
+    def next_due(self, now: float) -> float | None:
+        return None
+
+    def tick(self, now: float) -> int:
+        if self._next is not None and now < self._next:
+            return 0
+        self._next = now + self.interval
+        while True:
+            # A read finds what is past the bound; only then is the writer taken.
+            with self.rt.db.read() as conn:
+                ids = repo.finished_jobs_past(conn, finished_before=now - self.keep_seconds,
+                                              keep_newest=self.keep_max, limit=_DELETE_BATCH)
+            if not ids:
+                break
+            with self.rt.db.write() as conn:
+                repo.delete_finished_jobs(conn, ids)
+            if len(ids) < _DELETE_BATCH:
+                break
         return 0  # nothing for the worker to run because of it

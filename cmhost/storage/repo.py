@@ -444,6 +444,33 @@ def pending_jobs_for_server(conn: Connection, server_id: str) -> int:
         jobs.c.server_id == server_id, jobs.c.status == "pending")).scalar_one()
 
 
+# A job is finished once done or failed; until then (waiting, or leased and running) it is
+# "pending", and no query below ever touches it.
+_FINISHED = jobs.c.status.in_(("done", "failed"))
+
+
+def finished_jobs_past(conn: Connection, *, finished_before: float, keep_newest: int,
+                       limit: int) -> list[int]:
+    """Ids of finished jobs beyond the history's bound, oldest first, at most `limit`: those
+    finished (last updated) before `finished_before`, and those not among the `keep_newest`
+    newest finished jobs (by id)."""
+    boundary = conn.execute(select(jobs.c.id).where(_FINISHED).order_by(jobs.c.id.desc())
+                            .offset(keep_newest).limit(1)).scalar_one_or_none()
+    past = jobs.c.updated_at < finished_before
+    if boundary is not None:
+        past = or_(past, jobs.c.id <= boundary)
+    return list(conn.execute(select(jobs.c.id).where(_FINISHED, past).order_by(jobs.c.id)
+                             .limit(limit)).scalars().all())
+
+
+def delete_finished_jobs(conn: Connection, ids: Sequence[int]) -> int:
+    """Delete these jobs if they are finished (a pending one is kept); how many went."""
+    if not ids:
+        return 0
+    result = conn.execute(delete(jobs).where(jobs.c.id.in_(list(ids)), _FINISHED))
+    return int(result.rowcount or 0)
+
+
 def insert_backup(conn: Connection, values: Mapping[str, Any]) -> None:
     conn.execute(insert(backups).values(**values))
 
