@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, create_engine, event, exc, inspect
+from sqlalchemy import Connection, Engine, Select, create_engine, event, exc, inspect, make_url
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from cmhost.storage.changes import LocalChanges, ServerChanges
+from cmhost.storage.dbfile import DatabaseNotWritable, SqliteFile
+from cmhost.storage.outage import Outage
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # A hot-path statement compiled once: SQL text, positional names (or None), literal values.
@@ -29,14 +33,54 @@ MAX_CACHED_READS = 10_000
 _TRANSIENT_CLASSES = ("08", "53")
 _TRANSIENT_STATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03",
                                "25006"})
+# ... of which a connection must be dropped: read-only transaction, in a session that stays
+# read-only (default_transaction_read_only set on the database, a standby) once it is not.
+_SESSION_STATES = frozenset({"25006"})
+# SQLite primary result codes of a storage fault: the file cannot be written (READONLY: a
+# connection that opened it while it was read-only stays so), read or written (IOERR), grown
+# (FULL) or opened (CANTOPEN). The connection is dropped; a retry may pass once the disk is.
+_SQLITE_STORAGE_FAULTS = frozenset({8, 10, 13, 14})
+# The disk read-only or full, as the operating system tells it (blob and temporary files).
+_OS_STORAGE_FAULTS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+
+
+def sqlite_storage_fault(error: BaseException) -> bool:
+    """Whether `error` is SQLite's for a disk it cannot read, write, grow or open."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _SQLITE_STORAGE_FAULTS
+
+
+def _server_session_fault(error: BaseException) -> bool:
+    return getattr(error, "sqlstate", None) in _SESSION_STATES
+
+
+def _drop_connection_on(engine: Engine, fault: Callable[[BaseException], bool]) -> None:
+    """Make a connection that met `fault` count as disconnected: SQLAlchemy discards it (and
+    the pool's other connections, opened before) instead of handing it out again."""
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        if fault(context.original_exception):
+            context.is_disconnect = True
 
 
 class WouldBlock(Exception):
     """Raised inside `Database.cached_only` by a read that would have to ask the database."""
 
 
-def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
+def _sqlite_engine(url: str, *, immediate: bool, file: SqliteFile | None = None) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    _drop_connection_on(engine, sqlite_storage_fault)
+
+    @event.listens_for(engine, "do_connect")
+    def _on_do_connect(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+                       ) -> None:
+        if file is None:
+            return
+        if file.known:  # a database that vanished must not come back empty: never create it
+            cargs[0] = file.uri()
+            cparams["uri"] = True
+        else:
+            file.create()  # 0600, before SQLite makes it 0644
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -74,6 +118,7 @@ def _server_engine(url: str, **options: Any) -> Engine:
     at most the transactions already under way.
     """
     engine = create_engine(url, **{"pool_size": 10, "max_overflow": 20, **options})
+    _drop_connection_on(engine, _server_session_fault)
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
@@ -106,11 +151,20 @@ class Database:
         self._local = threading.local()
         self._statements: list[Select[Any]] = []
         self._fast: Engine | None = None
+        # The SQLite database file, when the database is one (not in memory).
+        self.file: SqliteFile | None = None
+        # Episodes of unavailability, for the log; and a count of them that this thread's
+        # kept connection (see _sqlite_raw) compares with its own: one opened during an
+        # episode may be read-only or broken, and is replaced when the episode ends.
+        self._outage = Outage()
+        self._epoch = 0
         if self.is_sqlite:
-            if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self._writer = _sqlite_engine(url, immediate=True)
-            self._reader = _sqlite_engine(url, immediate=False)
+            path = make_url(url).database
+            if path and path != ":memory:" and not path.startswith("file:"):
+                self.file = SqliteFile(Path(path))
+                self.file.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._writer = _sqlite_engine(url, immediate=True, file=self.file)
+            self._reader = _sqlite_engine(url, immediate=False, file=self.file)
         else:
             self._writer = _server_engine(url)
             # Reads run in autocommit: at READ COMMITTED every statement of a transaction
@@ -136,8 +190,14 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         self._may_block()
-        with self._writer.begin() as conn:
-            yield conn
+        try:
+            if self.file is not None:
+                self.file.check()
+            with self._writer.begin() as conn:
+                yield conn
+        except Exception as error:
+            self._failed(error, writing=True)
+            raise
         self._committed()
 
     @contextmanager
@@ -146,15 +206,27 @@ class Database:
         … RETURNING): on a database server it runs in autocommit, without the round trips of
         BEGIN and COMMIT; on SQLite it is a write transaction like `write()`."""
         self._may_block()
-        with self._single.begin() as conn:
-            yield conn
+        try:
+            if self.file is not None:
+                self.file.check()
+            with self._single.begin() as conn:
+                yield conn
+        except Exception as error:
+            self._failed(error, writing=True)
+            raise
         self._committed()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         self._may_block()
-        with self._reader.begin() as conn:
-            yield conn
+        try:
+            with self._reader.begin() as conn:
+                yield conn
+        except Exception as error:
+            self._failed(error, writing=False)
+            raise
+        if self._outage.active:
+            self._succeeded(writing=False)
 
     @contextmanager
     def cached_only(self) -> Iterator[None]:
@@ -175,6 +247,28 @@ class Database:
         # After the commit, not before: a read between the two would cache the old rows
         # under the new generation.
         self._changes.changed()
+        if self._outage.active:
+            self._succeeded(writing=True)
+
+    def _failed(self, error: BaseException, *, writing: bool) -> None:
+        if self.unavailable(error):
+            self._outage.failed(self.reason(error), writing=writing)
+
+    def _succeeded(self, *, writing: bool) -> None:
+        if self._outage.succeeded(writing=writing):
+            # Connections opened during the episode may have opened a read-only file (and
+            # stay read-only) or a read-only session: new ones from now on, everywhere.
+            self._epoch += 1
+            self._writer.dispose(close=False)
+            self._reader.dispose(close=False)
+
+    @staticmethod
+    def reason(error: BaseException) -> str:
+        """What an error says, in one line (the driver's own words, without SQL)."""
+        if isinstance(error, exc.DBAPIError) and error.orig is not None:
+            error = error.orig
+        lines = str(error).strip().splitlines()
+        return lines[0] if lines else type(error).__name__
 
     def fetch(self, statement: Select[Any], params: dict[str, Any], *,
               cached: bool = False) -> list[tuple[Any, ...]]:
@@ -187,7 +281,7 @@ class Database:
         """
         if not cached:
             self._may_block()
-            return self._fetch(statement, params)
+            return self._fetch_tracked(statement, params)
         key = (id(statement), *sorted(params.items()))
         generation = self._changes.generation()
         if generation is not None:
@@ -195,12 +289,23 @@ class Database:
             if hit is not None and hit[0] == generation:
                 return list(hit[1])
         self._may_block()
-        rows = self._fetch(statement, params)
+        rows = self._fetch_tracked(statement, params)
         if generation is not None:
             if len(self._cache) >= MAX_CACHED_READS:
                 self._cache.clear()
             self._cache[key] = (generation, rows)
             rows = list(rows)
+        return rows
+
+    def _fetch_tracked(self, statement: Select[Any], params: dict[str, Any]
+                       ) -> list[tuple[Any, ...]]:
+        try:
+            rows = self._fetch(statement, params)
+        except Exception as error:
+            self._failed(error, writing=False)
+            raise
+        if self._outage.active:
+            self._succeeded(writing=False)
         return rows
 
     def _fetch(self, statement: Select[Any], params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -211,12 +316,13 @@ class Database:
         args: Any = ([params[n] if n in params else defaults[n] for n in names]
                      if names is not None else {**defaults, **params})
         if self.is_sqlite:
-            cursor = self._sqlite_raw().cursor()
             try:
-                cursor.execute(sql, args)
-                return list(cursor.fetchall())
-            finally:
-                cursor.close()
+                return self._fetch_sqlite(sql, args)
+            except self._reader.dialect.loaded_dbapi.Error as error:
+                if not sqlite_storage_fault(error):
+                    raise
+                self._drop_fast_connection()  # opened read-only, say: once more, reopened
+                return self._fetch_sqlite(sql, args)
         assert self._fast is not None
         try:
             return self._fetch_server(sql, args)
@@ -224,13 +330,25 @@ class Database:
             self._drop_fast_connection()  # a server restart, say: once more, reconnected
             return self._fetch_server(sql, args)
 
+    def _fetch_sqlite(self, sql: str, args: Any) -> list[tuple[Any, ...]]:
+        cursor = self._sqlite_raw().cursor()
+        try:
+            cursor.execute(sql, args)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
     def _sqlite_raw(self) -> Any:
         """This thread's SQLite connection for `fetch`, kept: a pool round trip would cost
         more than the query. Each statement is its own (WAL snapshot) read transaction."""
-        raw = getattr(self._local, "raw", None)
-        if raw is None:
-            raw = self._local.raw = self._reader.raw_connection()
-            self._local.serial = next(self._serials)
+        local = self._local
+        raw = getattr(local, "raw", None)
+        if raw is None or local.epoch != self._epoch:
+            if raw is not None:
+                self._drop_fast_connection()
+            raw = local.raw = self._reader.raw_connection()
+            local.serial = next(self._serials)
+            local.epoch = self._epoch
         return raw
 
     def _sqlite_version(self) -> tuple[int, int]:
@@ -258,12 +376,16 @@ class Database:
     def _fetch_server(self, sql: str, args: Any) -> list[tuple[Any, ...]]:
         """One statement on this thread's own autocommit connection: no pool checkout, no
         ping, no rollback, one round trip (and the driver prepares repeated statements)."""
-        raw = getattr(self._local, "raw", None)
-        if raw is None:
+        local = self._local
+        raw = getattr(local, "raw", None)
+        if raw is None or local.epoch != self._epoch:
+            if raw is not None:
+                self._drop_fast_connection()
             assert self._fast is not None
             raw = self._fast.raw_connection()
             raw.driver_connection.autocommit = True  # type: ignore[union-attr]
-            self._local.raw = raw
+            local.raw = raw
+            local.epoch = self._epoch
         cursor = raw.cursor()
         try:
             cursor.execute(sql, args)
@@ -288,17 +410,21 @@ class Database:
 
     def unavailable(self, error: BaseException) -> bool:
         """Whether `error` means the database cannot serve for now and a retry may succeed:
-        SQLite locked or busy past its timeout, a server unreachable, a connection lost, the
-        pool exhausted, a serialization failure."""
-        if isinstance(error, (exc.TimeoutError, exc.DisconnectionError)):
+        SQLite locked or busy past its timeout, its disk read-only, full or failing, its
+        file gone; a server unreachable, a connection lost, the pool exhausted, a
+        serialization failure, a read-only or full server."""
+        if isinstance(error, (exc.TimeoutError, exc.DisconnectionError, DatabaseNotWritable)):
+            return True
+        if isinstance(error, OSError) and error.errno in _OS_STORAGE_FAULTS:
             return True
         if isinstance(error, exc.DBAPIError):
             if error.connection_invalidated:
                 return True
             error = error.orig  # type: ignore[assignment]
         if self.is_sqlite:  # not "no such table" and the like, which retrying will not mend
-            return (isinstance(error, self._reader.dialect.loaded_dbapi.OperationalError)
-                    and any(word in str(error) for word in ("locked", "busy")))
+            return sqlite_storage_fault(error) or (
+                isinstance(error, self._reader.dialect.loaded_dbapi.OperationalError)
+                and any(word in str(error) for word in ("locked", "busy")))
         if not isinstance(error, self._reader.dialect.loaded_dbapi.Error):
             return False
         state = getattr(error, "sqlstate", None)
