@@ -145,10 +145,12 @@ class AwsJsonApp:
             return
         except Exception as exc:
             if self.unavailable(exc):
-                log.warning("request %s: the database is unavailable: %s", request_id, exc)
+                # The database tells each episode once, when it starts and when it ends (see
+                # storage/outage.py): a line per request would bury the log.
+                log.debug("request %s: the database is unavailable: %s", request_id, exc)
                 await send_error(send, 503, "ServiceUnavailable",
                                  "The service is unavailable for the moment (its database is "
-                                 "busy or unreachable); retry the request.", request_id)
+                                 "busy, unreachable or cannot be written); retry the request.", request_id)
                 return
             log.exception("internal failure in request %s", request_id)
             await send_error(send, 500, "InternalFailure",

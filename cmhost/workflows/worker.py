@@ -50,6 +50,10 @@ class Worker(BackgroundLoop):
         self.poll_seconds = poll_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._run_lock = threading.Lock()
+        # Jobs claimed by this worker whose step could not finish because the database was
+        # unavailable (read-only, full, unreachable): their leases are handed back as soon as
+        # it takes writes again, so they run at once rather than after lease_seconds.
+        self._stranded: list[Job] = []
         # Held by the background loop while it ticks and runs jobs, and by whoever drives the
         # worker by hand (the virtual clock's advance), so the two never interleave.
         self._exclusive = threading.Lock()
@@ -60,6 +64,7 @@ class Worker(BackgroundLoop):
         """Run every job step that is due now; returns how many steps ran."""
         ran = 0
         with self._run_lock:
+            self._release_stranded()
             while ran < max_jobs and self._run_next():
                 ran += 1
         return ran
@@ -74,20 +79,41 @@ class Worker(BackgroundLoop):
             return False
         job = Job(id=row["id"], kind=row["kind"], server_id=row["server_id"],
                   payload=row["payload"] or {}, step=row["step"], attempts=row["attempts"])
+        try:
+            self._run_claimed(job)
+        except Exception as exc:
+            if self.db.unavailable(exc):
+                self._stranded.append(job)
+            raise
+        return True
+
+    def _run_claimed(self, job: Job) -> None:
         handler = self.handlers.get(job.kind)
         if handler is None:
             self._record_failure(job, f"no handler for job kind {job.kind!r}", final=True)
-            return True
+            return
         try:
             outcome = handler.run(job)
-        except Exception as exc:  # noqa: BLE001 - a step failed: retry, then give up cleanly
+        except Exception as exc:  # a step failed: retry, then give up cleanly
+            if self.db.unavailable(exc):
+                raise  # not the step's failure: it runs again once the database is back
             detail = f"{type(exc).__name__}: {exc}"
             log.warning("job %s (%s/%s) failed: %s\n%s", job.id, job.kind, job.step, detail,
                         traceback.format_exc())
             self._record_failure(job, detail, final=job.attempts >= MAX_ATTEMPTS)
-            return True
+            return
         self._record(job, outcome)
-        return True
+
+    def _release_stranded(self) -> None:
+        """Hand back the leases of stranded jobs, due now, without counting the attempt the
+        outage cost them (a step is idempotent: it runs again whole)."""
+        while self._stranded:
+            job = self._stranded[0]
+            now = self.clock.now()
+            with self.db.write() as conn:
+                repo.finish_job_step(conn, job.id, self.owner, now, run_at=now,
+                                     attempts=max(0, job.attempts - 1))
+            self._stranded.pop(0)
 
     def _record(self, job: Job, outcome: Outcome) -> None:
         now = self.clock.now()
@@ -169,8 +195,9 @@ class Worker(BackgroundLoop):
                     self.tick()
                     self.run_due()
                 due = self.next_due()
-            except Exception:  # keep the worker alive through database hiccups
-                log.exception("worker loop error")
+            except Exception as exc:  # keep the worker alive through database hiccups
+                if not self.db.unavailable(exc):  # the database logs its own outages, once
+                    log.exception("worker loop error")
                 due = None
             wait = self.poll_seconds
             if due is not None:
