@@ -10,6 +10,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from cmhost import __version__
 from cmhost.api.admin import AdminApp
 from cmhost.api.handlers import OpsWorksCM
@@ -28,9 +30,10 @@ from cmhost.service.keys import KeyDirectory
 from cmhost.service.retention import EventPruner, JobPruner
 from cmhost.service.runtime import Drivers, Runtime
 from cmhost.service.schedules import Scheduler
-from cmhost.storage import repo
+from cmhost.storage import identity, repo
 from cmhost.storage.blobs import BlobNotFound, open_blob_store
 from cmhost.storage.db import Database, WouldBlock
+from cmhost.storage.dbfile import DatabaseNotWritable, make_private
 from cmhost.storage.secrets import MasterKeyError, SecretBox, load_or_create_master_key
 from cmhost.workflows.clock import VirtualClock, make_clock
 from cmhost.workflows.jobs import Enqueuer
@@ -41,30 +44,72 @@ log = logging.getLogger("cmhost")
 CLOCK_OFFSET_KEY = "virtual_clock_offset"
 MASTER_CHECK_KEY = "master_key_check"
 MASTER_CHECK_TEXT = "cmhost master key check"
+HEALTH_PROBE_KEY = "health_write_probe"
 
 
 def open_database(settings: Settings) -> tuple[Database, SecretBox]:
-    """The migrated database and the secret box, with the master key checked against it."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """The migrated database and the secret box, with the master key checked against it.
+
+    Everything that can refuse the start does so before anything is written: a data
+    directory that belongs to another database, a damaged or unreachable database, a
+    database made with a master key that is missing (no new key is written then).
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private(settings.data_dir, 0o700)  # it holds engine keys and the database
     db = Database(settings.resolved_database_url)
-    db.upgrade()
+    try:
+        found = identity.examine(db, settings.data_dir)
+        identity.check(found, accept_new=settings.accept_new_database)
+        box = SecretBox(_master_key(settings, found))
+        if db.file is not None:
+            db.file.create()  # 0600; its -wal and -shm take its mode
+            db.file.secure()  # made by an older cmhost: 0644
+        db.upgrade()
+        _check_master_key(db, box, settings)
+        identity.claim(db, settings.data_dir)
+    except (SQLAlchemyError, DatabaseNotWritable) as exc:
+        db.dispose()
+        problem = db.opening_problem(exc)
+        if problem is None:
+            raise
+        raise problem from None
+    except BaseException:
+        db.dispose()
+        raise
+    return db, box
+
+
+def _master_key(settings: Settings, found: identity.Found) -> bytes:
+    """The master key; made only for a database that has none yet."""
     key_file = settings.resolved_master_key_file
-    box = SecretBox(load_or_create_master_key(key_file))
+    made_with_key = MASTER_CHECK_KEY in found.meta
+    try:
+        return load_or_create_master_key(key_file, create=not made_with_key)
+    except MasterKeyError:
+        if made_with_key and not key_file.exists() and not os.environ.get("CMHOST_MASTER_KEY"):
+            raise MasterKeyError(
+                f"the master key file {key_file} does not exist, but {found.where} was made "
+                "with a master key: put the original key file back (or give it with "
+                "--master-key-file, CMHOST_MASTER_KEY_FILE or CMHOST_MASTER_KEY); no new key "
+                "was written") from None
+        raise
+
+
+def _check_master_key(db: Database, box: SecretBox, settings: Settings) -> None:
     with db.write() as conn:
         check = repo.get_meta(conn, MASTER_CHECK_KEY)
         if check is None:
             repo.set_meta(conn, MASTER_CHECK_KEY, box.encrypt(MASTER_CHECK_TEXT, MASTER_CHECK_KEY))
-        else:
-            try:
-                box.decrypt(check, MASTER_CHECK_KEY)
-            except MasterKeyError:
-                source = ("CMHOST_MASTER_KEY" if os.environ.get("CMHOST_MASTER_KEY")
-                          else str(key_file))
-                raise MasterKeyError(
-                    f"the master key ({source}) is not the key this database was created "
-                    "with; start cmhost with the original key (--master-key-file, "
-                    "CMHOST_MASTER_KEY_FILE or CMHOST_MASTER_KEY)") from None
-    return db, box
+            return
+    try:
+        box.decrypt(check, MASTER_CHECK_KEY)
+    except MasterKeyError:
+        source = ("CMHOST_MASTER_KEY" if os.environ.get("CMHOST_MASTER_KEY")
+                  else str(settings.resolved_master_key_file))
+        raise MasterKeyError(
+            f"the master key ({source}) is not the key this database was created "
+            "with; start cmhost with the original key (--master-key-file, "
+            "CMHOST_MASTER_KEY_FILE or CMHOST_MASTER_KEY)") from None
 
 
 def build_drivers(settings: Settings) -> Drivers:
@@ -195,12 +240,15 @@ class CmhostApp:
     # --- /_cmhost/ --------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
+        # A real write, as cheap as one can be (one meta row): a database that answers reads
+        # but takes no writes (read-only, full, its file gone) cannot serve.
         try:
-            with self.db.read() as conn:
-                repo.get_meta(conn, MASTER_CHECK_KEY)
+            with self.db.write() as conn:
+                repo.set_meta(conn, HEALTH_PROBE_KEY, repr(time.time()))
             database = "ok"
         except Exception as exc:  # noqa: BLE001 - the liveness probe reports, never raises
-            database = f"error: {exc}"
+            database = (f"not writable: {self.db.reason(exc)}" if self.db.unavailable(exc)
+                        else f"error: {self.db.reason(exc)}")
         pool = self.credential_pool
         try:
             entries = pool.counts() if database == "ok" else {}

@@ -40,6 +40,12 @@ _SESSION_STATES = frozenset({"25006"})
 # connection that opened it while it was read-only stays so), read or written (IOERR), grown
 # (FULL) or opened (CANTOPEN). The connection is dropped; a retry may pass once the disk is.
 _SQLITE_STORAGE_FAULTS = frozenset({8, 10, 13, 14})
+# ... of a damaged database file: CORRUPT ("database disk image is malformed"), NOTADB ("file
+# is not a database").
+_SQLITE_DAMAGE = frozenset({11, 26})
+# PostgreSQL SQLSTATEs that keep a start from connecting at all: no such database, the
+# credentials refused (besides the connection exceptions of _TRANSIENT_CLASSES).
+_CANNOT_CONNECT = ("3D", "28")
 # The disk read-only or full, as the operating system tells it (blob and temporary files).
 _OS_STORAGE_FAULTS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT})
 
@@ -65,6 +71,10 @@ def _drop_connection_on(engine: Engine, fault: Callable[[BaseException], bool]) 
 
 class WouldBlock(Exception):
     """Raised inside `Database.cached_only` by a read that would have to ask the database."""
+
+
+class DatabaseUnusable(ValueError):
+    """The database cannot be opened at a start: damaged, or out of reach (said in one line)."""
 
 
 def _sqlite_engine(url: str, *, immediate: bool, file: SqliteFile | None = None) -> Engine:
@@ -431,6 +441,23 @@ class Database:
         if state is None:  # the driver's own: no connection, or it was lost
             return isinstance(error, self._reader.dialect.loaded_dbapi.OperationalError)
         return state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES
+
+    def opening_problem(self, error: BaseException) -> DatabaseUnusable | None:
+        """The one-line error for a start that `error` stops, if it is the database's own
+        (damaged, out of reach) rather than cmhost's; None otherwise."""
+        orig = error.orig if isinstance(error, exc.DBAPIError) else error
+        code = getattr(orig, "sqlite_errorcode", None)
+        if self.file is not None and code is not None and code & 0xFF in _SQLITE_DAMAGE:
+            return DatabaseUnusable(
+                f"the database file {self.file.path} is damaged ({self.reason(error)}): "
+                "restore it from a backup (with its -wal file), or move it, its -wal and its "
+                "-shm aside and start over with an empty database with --accept-new-database")
+        state = getattr(orig, "sqlstate", None) or ""
+        if self.unavailable(error) or state.startswith(_CANNOT_CONNECT):
+            where = (str(self.file.path) if self.file is not None
+                     else make_url(self.url).render_as_string(hide_password=True))
+            return DatabaseUnusable(f"cannot open the database {where}: {self.reason(error)}")
+        return None
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (idempotent), each migration in a

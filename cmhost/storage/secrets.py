@@ -32,9 +32,21 @@ def load_or_create_master_key(path: Path, *, create: bool = True) -> bytes:
         raise MasterKeyError(f"master key file {path} does not exist")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = AESGCM.generate_key(bit_length=256)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.b64encode(key).decode() + "\n")
+    # Written whole under another name, then linked into place, which fails if the file
+    # exists: a process starting at the same moment never reads a half-written key, and
+    # the first key linked is everyone's.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.b64encode(key).decode() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(temporary, path)
+    except FileExistsError:
+        return _decode_key(path.read_text().strip(), str(path))
+    finally:
+        temporary.unlink(missing_ok=True)
     return key
 
 
