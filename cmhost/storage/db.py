@@ -464,9 +464,18 @@ class Database:
         transaction of its own: a crash leaves the last one that committed."""
         from cmhost.storage import migrate
 
-        # On an engine of its own, disposed at the end: no pooled connection of this
-        # Database has seen the schema before it changed.
-        migrate.upgrade(self.url)
+        if self.is_sqlite:
+            # The writer's connections: SQLAlchemy sends their BEGIN, so DDL is in the
+            # transaction too (pysqlite's own BEGIN would leave it out).
+            migrate.upgrade(self._writer)
+            return
+        # On a server, an engine of its own, disposed at the end: no pooled connection has
+        # statements prepared against the schema before it changed.
+        engine = create_engine(self.url, poolclass=NullPool)
+        try:
+            migrate.upgrade(engine)
+        finally:
+            engine.dispose()
 
     def table_names(self) -> list[str]:
         return inspect(self._reader).get_table_names()

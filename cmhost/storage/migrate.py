@@ -2,12 +2,14 @@
 leaves the database at the last migration that committed, and the next upgrade goes on
 from there.
 
-pysqlite (legacy transaction control, Python < 3.12) sends no BEGIN before DDL, so on a plain
+pysqlite (its legacy transaction control, the default) sends no BEGIN before DDL, so on a plain
 SQLite engine every CREATE and ALTER commits by itself: a SIGKILL between two of them left
 tables without their version stamp ("table access_keys already exists" at the next start).
 Here SQLite connections get their BEGIN from SQLAlchemy (db._sqlite_engine), so DDL, the
 "move and copy" of batch migrations and the stamp commit together or not at all.
-PostgreSQL's DDL is transactional already.
+PostgreSQL's DDL is transactional already. cmhost migrates through its Database (which
+hands over its SQLite writer, or an engine of its own on a server); alembic run by hand
+gets `standalone_engine`.
 
 Every migration's transaction first takes the database's write lock (BEGIN IMMEDIATE on
 SQLite, an advisory lock on PostgreSQL) and only then reads the version: two processes
@@ -17,15 +19,16 @@ upgrading at once take turns, and the second finds the first one's work done.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.pool import NullPool
 
-from cmhost.storage.db import MIGRATIONS, _sqlite_engine
+from cmhost.storage.db import MIGRATIONS
 from cmhost.storage.tables import metadata
 
 # pg_advisory_xact_lock key of migrations: "cmhost" as an integer, any constant would do.
@@ -38,19 +41,22 @@ class MigrationError(ValueError):
     """The database cannot be brought to this cmhost's schema (said in one line)."""
 
 
-def config(url: str) -> Config:
-    """Alembic's configuration for cmhost's migrations on `url`."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return cfg
+def standalone_engine(url: str) -> Engine:
+    """An engine for alembic run by hand on `url`, outside cmhost: on SQLite its connections
+    get their BEGIN (IMMEDIATE) from SQLAlchemy, so DDL is in the transaction, as cmhost's."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, poolclass=NullPool)
+    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
 
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # no BEGIN of pysqlite's own
 
-def migration_engine(url: str) -> Engine:
-    """An engine whose transactions are real ones for DDL too, not pooled for long."""
-    if url.startswith("sqlite"):
-        return _sqlite_engine(url, immediate=True)
-    return create_engine(url, poolclass=NullPool)
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 def lock(conn: Connection) -> None:
@@ -60,34 +66,32 @@ def lock(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK})
 
 
-def upgrade(url: str, target: str = "head") -> list[str]:
+def upgrade(engine: Engine, target: str = "head") -> list[str]:
     """Apply the migrations up to `target` (idempotent), one transaction each; returns the
-    revisions applied."""
-    cfg = config(url)
+    revisions applied. `engine`'s transactions must hold DDL too (on SQLite: a BEGIN sent
+    by SQLAlchemy, as db._sqlite_engine and standalone_engine do)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
     script = ScriptDirectory.from_config(cfg)
     order = [s.revision for s in reversed(list(script.walk_revisions()))]
     goal = order[-1] if target == "head" else target
     if goal not in order:
         raise MigrationError(f"no migration {goal!r}")
     applied: list[str] = []
-    engine = migration_engine(url)
-    try:
-        with engine.connect() as conn:
-            while True:
-                with conn.begin():
-                    lock(conn)
-                    current = MigrationContext.configure(conn).get_current_revision()
-                    step = _next(order, current, goal)
-                    if step is None:
-                        return applied
-                    if current is None:
-                        _clear_half_created(conn)
-                    cfg.attributes["connection"] = conn  # env.py runs in this transaction
-                    command.upgrade(cfg, step)
-                applied.append(step)
-                log.info("database migrated to %s", step)
-    finally:
-        engine.dispose()
+    with engine.connect() as conn:
+        while True:
+            with conn.begin():
+                lock(conn)
+                current = MigrationContext.configure(conn).get_current_revision()
+                step = _next(order, current, goal)
+                if step is None:
+                    return applied
+                if current is None:
+                    _clear_half_created(conn)
+                cfg.attributes["connection"] = conn  # env.py runs in this transaction
+                command.upgrade(cfg, step)
+            applied.append(step)
+            log.info("database migrated to %s", step)
 
 
 def _next(order: list[str], current: str | None, goal: str) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from cmhost.storage.migrate import migration_engine
+from cmhost.storage.migrate import standalone_engine
 from cmhost.storage.tables import metadata
 
 config = context.config
@@ -22,11 +22,11 @@ def run() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = migration_engine(config.get_main_option("sqlalchemy.url") or "")
+    engine = standalone_engine(config.get_main_option("sqlalchemy.url") or "")
     try:
         with engine.connect() as conn:
-            # transactional_ddl: alembic would take SQLite's for autocommitting DDL (true of
-            # pysqlite's own BEGIN, not of migration_engine's).
+            # transactional_ddl: alembic takes SQLite's DDL for autocommitting (true of
+            # pysqlite's own BEGIN, not of standalone_engine's).
             context.configure(connection=conn, target_metadata=target_metadata,
                               render_as_batch=True, transactional_ddl=True,
                               transaction_per_migration=True)
