@@ -10,7 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from cmhost import __version__
 from cmhost.api.admin import AdminApp
@@ -96,11 +96,13 @@ def _master_key(settings: Settings, found: identity.Found) -> bytes:
 
 
 def _check_master_key(db: Database, box: SecretBox, settings: Settings) -> None:
-    with db.write() as conn:
-        check = repo.get_meta(conn, MASTER_CHECK_KEY)
-        if check is None:
-            repo.set_meta(conn, MASTER_CHECK_KEY, box.encrypt(MASTER_CHECK_TEXT, MASTER_CHECK_KEY))
-            return
+    """Store the key's check in a new database; check the key against a used one's."""
+    try:
+        check = _stored_master_check(db, box)
+    except IntegrityError:  # another process starting at this moment stored its own first
+        check = _stored_master_check(db, box)
+    if check is None:
+        return
     try:
         box.decrypt(check, MASTER_CHECK_KEY)
     except MasterKeyError:
@@ -110,6 +112,15 @@ def _check_master_key(db: Database, box: SecretBox, settings: Settings) -> None:
             f"the master key ({source}) is not the key this database was created "
             "with; start cmhost with the original key (--master-key-file, "
             "CMHOST_MASTER_KEY_FILE or CMHOST_MASTER_KEY)") from None
+
+
+def _stored_master_check(db: Database, box: SecretBox) -> str | None:
+    """The database's master key check; None when there was none and this key's is stored."""
+    with db.write() as conn:
+        check = repo.get_meta(conn, MASTER_CHECK_KEY)
+        if check is None:
+            repo.set_meta(conn, MASTER_CHECK_KEY, box.encrypt(MASTER_CHECK_TEXT, MASTER_CHECK_KEY))
+        return check
 
 
 def build_drivers(settings: Settings) -> Drivers:
