@@ -14,10 +14,13 @@ transaction, a few microseconds against the hundreds a commit costs.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from contextlib import suppress
 from pathlib import Path
+
+log = logging.getLogger("cmhost.storage")
 
 # What SQLite keeps beside the database file.
 COMPANIONS = ("-wal", "-shm", "-journal")
@@ -28,10 +31,16 @@ class DatabaseNotWritable(Exception):
 
 
 def make_private(path: Path, mode: int) -> None:
-    """Take away group and other permissions from `path` if it has any (chmod to `mode`)."""
-    with suppress(FileNotFoundError):
+    """Take away group and other permissions from `path` if it has any (chmod to `mode`);
+    a warning when this process may not (the file is another user's)."""
+    try:
         if os.stat(path).st_mode & 0o077:
             os.chmod(path, mode)
+    except FileNotFoundError:
+        pass
+    except PermissionError as error:
+        log.warning("%s is open to other users and cmhost may not change that (%s): "
+                    "run chmod %o %s", path, error.strerror, mode, path)
 
 
 class SqliteFile:
