@@ -1,8 +1,10 @@
-"""Backup artifacts and logs in the blob store: encrypted, checksummed, verified on read."""
+"""Backup artifacts and logs in the blob store: encrypted, checksummed, verified on read;
+the signed links that serve logs (S3LogUrl, LogUrl)."""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from cmhost.storage.blobs import BlobNotFound, BlobStore
@@ -57,6 +59,17 @@ def verify_artifact(blobs: BlobStore, backup: Row) -> bool:
     except (BlobNotFound, ValueError, TypeError):
         return False
     return hashlib.sha256(sealed).hexdigest() == backup["artifact_sha256"]
+
+
+@dataclass(frozen=True)
+class LogLinks:
+    """Signed links to the logs in the blob store, at this cmhost's public URL."""
+
+    public_url: str
+    box: SecretBox
+
+    def url(self, key: str) -> str:
+        return log_url(self.public_url, self.box, key)
 
 
 def log_url(public_url: str, box: SecretBox, key: str) -> str:

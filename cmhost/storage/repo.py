@@ -262,10 +262,10 @@ _INSERT_EVENT = insert(events)
 
 
 def insert_event(conn: Connection, *, server_id: str, server_name: str, created_at: float,
-                 message: str, log_url: str | None = None) -> None:
+                 message: str, log_key: str | None = None) -> None:
     conn.execute(_INSERT_EVENT, {"server_id": server_id, "server_name": server_name,
                                  "created_at": created_at, "message": message,
-                                 "log_url": log_url})
+                                 "log_key": log_key})
 
 
 def list_events(conn: Connection, server_id: str, *, before: tuple[float, int] | None,
@@ -283,9 +283,9 @@ def list_events(conn: Connection, server_id: str, *, before: tuple[float, int] |
 
 
 # DescribeEvents' hot path (Database.fetch): a page of (id, server_name, created_at, message,
-# log_url), newest first; the second statement continues after a (created_at, id) cursor.
+# log_key), newest first; the second statement continues after a (created_at, id) cursor.
 _EVENT_COLUMNS = (events.c.id, events.c.server_name, events.c.created_at, events.c.message,
-                  events.c.log_url)
+                  events.c.log_key)
 EVENTS_PAGE = (
     select(*_EVENT_COLUMNS).where(events.c.server_id == bindparam("server_id"))
     .order_by(events.c.created_at.desc(), events.c.id.desc()).limit(bindparam("limit"))
@@ -302,6 +302,37 @@ EVENTS_PAGE_BEFORE = (
 
 def delete_events(conn: Connection, server_id: str) -> None:
     conn.execute(delete(events).where(events.c.server_id == server_id))
+
+
+def event_log_keys(conn: Connection, server_id: str) -> list[str]:
+    """The log keys a server's events link to, each once."""
+    return list(conn.execute(
+        select(events.c.log_key).where(events.c.server_id == server_id,
+                                       events.c.log_key.is_not(None)).distinct()
+    ).scalars().all())
+
+
+def _through(boundary: tuple[float, int]) -> Any:
+    """Events up to and including the (created_at, id) `boundary`."""
+    at, event_id = boundary
+    return or_(events.c.created_at < at, and_(events.c.created_at == at, events.c.id <= event_id))
+
+
+def log_keys_only_through(conn: Connection, server_id: str, boundary: tuple[float, int]
+                          ) -> list[str]:
+    """The log keys that only a server's events up to `boundary` link to: what pruning
+    through it leaves no event linking to."""
+    pruned = set(conn.execute(
+        select(events.c.log_key).where(events.c.server_id == server_id, _through(boundary),
+                                       events.c.log_key.is_not(None)).distinct()
+    ).scalars().all())
+    if not pruned:
+        return []
+    kept = set(conn.execute(
+        select(events.c.log_key).where(events.c.server_id == server_id, ~_through(boundary),
+                                       events.c.log_key.in_(sorted(pruned))).distinct()
+    ).scalars().all())
+    return sorted(pruned - kept)
 
 
 # --- backups ----------------------------------------------------------------------------
@@ -614,10 +645,8 @@ def event_prune_boundary(conn: Connection, server_id: str, keep: int
 def delete_events_through(conn: Connection, server_id: str, boundary: tuple[float, int]
                           ) -> int:
     """Delete a server's events up to and including `boundary`; returns how many went."""
-    at, event_id = boundary
-    result = conn.execute(delete(events).where(
-        events.c.server_id == server_id,
-        or_(events.c.created_at < at, and_(events.c.created_at == at, events.c.id <= event_id))))
+    result = conn.execute(delete(events).where(events.c.server_id == server_id,
+                                               _through(boundary)))
     return int(result.rowcount or 0)
 
 

@@ -95,7 +95,10 @@ events = Table(
     Column("server_name", String(40), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("message", Text, nullable=False),
-    Column("log_url", Text, nullable=True),
+    # The blob key of the event's log (a backup's, or a step's: service/step_logs.py), not a
+    # URL: DescribeEvents makes the signed LogUrl from it with the public URL of the moment.
+    # The column keeps the name the first schema gave it.
+    Column("log_url", Text, nullable=True, key="log_key"),
     Index("ix_events_server_time", "server_id", "created_at", "id"),
 )
 
