@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
 from cmhost.engines.base import EngineError, EngineMaterial
-from cmhost.messages import caller_message
+from cmhost.messages import caller_message, without_paths
 from cmhost.service import backups, events, states
 from cmhost.service.artifacts import (
     ArtifactError,
@@ -16,14 +15,22 @@ from cmhost.service.artifacts import (
     log_key,
     store_artifact,
 )
+from cmhost.service.engine_options import full_version
 from cmhost.service.job_base import ServerJob
+from cmhost.service.step_logs import StepLog, new_log_name, step_log_key
 from cmhost.storage import repo
 from cmhost.storage.repo import Row
 from cmhost.workflows.jobs import Effects, Job, Outcome, finish, goto
 
 
-def _stamp(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _backup_started(backup: Row) -> StepLog:
+    """A backup's log, its first line written: what it is of."""
+    settings = backup["settings"] or {}
+    engine = str(settings.get("Engine"))
+    version = full_version(engine, str(settings.get("EngineVersion")))
+    return StepLog().add(backup["created_at"], (
+        f"backup {backup['id']} of server {backup['server_name']} ({engine} {version}, "
+        f"{backup['backup_type']}) started"))
 
 
 class _BackupTaker(ServerJob):
@@ -32,15 +39,13 @@ class _BackupTaker(ServerJob):
         """Archive the engine into the blob store and write the backup's log; returns the
         column values that mark the backup OK."""
         rt = self.rt
+        log = _backup_started(backup)
         artifact = self.driver(row).backup(self.spec(row), self.material(row))
+        log.add(rt.clock.now(), f"engine state archived by the {self.driver(row).name} "
+                                f"driver: {len(artifact)} bytes")
         key, digest, size = store_artifact(rt.blobs, rt.box, backup, artifact)
-        log = "\n".join([
-            (f"{_stamp(backup['created_at'])} backup {backup['id']} of server {row['name']} "
-             f"({row['engine']} {row['engine_version']}, {backup['backup_type']}) started"),
-            (f"{_stamp(now)} engine state archived by the {self.driver(row).name} driver: "
-             f"{len(artifact)} bytes"),
-            f"{_stamp(now)} stored encrypted as {key}: {size} bytes, sha256 {digest}",
-            f"{_stamp(now)} backup {backup['id']} completed: OK", ""])
+        log.add(rt.clock.now(), f"stored encrypted as {key}: {size} bytes, sha256 {digest}")
+        log.add(rt.clock.now(), f"backup {backup['id']} completed: OK")
         rt.blobs.put(log_key(backup), log.encode())
         return {"status": "OK", "artifact_key": key, "artifact_sha256": digest,
                 "artifact_size": size, "status_description": None}
@@ -70,7 +75,8 @@ class BackupJob(_BackupTaker):
             repo.transition_server(conn, row["id"], [states.BACKING_UP], status=return_status,
                                    updated_at=now)
             events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
-                          message=f"Backup {backup['id']} completed.")
+                          message=f"Backup {backup['id']} completed.",
+                          log_key=log_key(backup))
             if backup["backup_type"] == backups.AUTOMATED:
                 current = repo.get_server_by_id(conn, row["id"])
                 if current is not None:
@@ -80,6 +86,10 @@ class BackupJob(_BackupTaker):
     def _fail_effects(self, row: Row | None, backup: Row,
                       reason: str, return_status: str = states.HEALTHY) -> Effects:
         now = self.rt.clock.now()
+        if backup["status"] == "IN_PROGRESS":  # never over the log of a backup that is OK
+            log = _backup_started(backup)
+            self.rt.blobs.put(log_key(backup), log.add(
+                now, f"backup {backup['id']} failed: {without_paths(reason)}").encode())
 
         def effects(conn: Connection) -> None:
             repo.transition_backup(conn, backup["id"], ["IN_PROGRESS"], status="FAILED",
@@ -88,7 +98,8 @@ class BackupJob(_BackupTaker):
                 repo.transition_server(conn, row["id"], [states.BACKING_UP],
                                        status=return_status, updated_at=now)
                 events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
-                              message=f"Backup {backup['id']} failed: {reason}")
+                              message=f"Backup {backup['id']} failed: {reason}",
+                              log_key=log_key(backup))
         return effects
 
     def give_up(self, job: Job, error: str) -> Effects | None:
@@ -119,7 +130,9 @@ class DeleteBackupJob(ServerJob):
 
 
 class RestoreJob(ServerJob):
-    """RESTORING: verify and decrypt the artifact, rebuild the engine from it."""
+    """RESTORING: verify and decrypt the artifact, rebuild the engine from it. The server
+    takes the backup's engine version (the engine's state is the backup's), and the step
+    writes its log."""
 
     def run(self, job: Job) -> Outcome:
         row = self.server(job)
@@ -128,21 +141,40 @@ class RestoreJob(ServerJob):
         now = self.rt.clock.now()
         backup_id = str(job.payload["backup_id"])
         return_status = str(job.payload.get("return_status") or states.HEALTHY)
+        log = self._log(job, row, now)
         with self.rt.db.read() as conn:
             backup = repo.get_backup_by_id(conn, backup_id)
+        driver = self.driver(row)
         try:
             if backup is None:
                 raise ArtifactError(f"Backup {backup_id} no longer exists.")
             artifact = load_artifact(self.rt.blobs, self.rt.box, backup)
-            material = self.driver(row).restore(self.spec(row), artifact)
+            log.add(self.rt.clock.now(), f"artifact of backup {backup_id} verified (sha256 "
+                                         f"{backup['artifact_sha256']}) and decrypted: "
+                                         f"{len(artifact)} bytes")
+            material = driver.restore(self.spec(row), artifact)
         except (ArtifactError, EngineError) as exc:
-            return finish(self._failed(row, backup_id, caller_message(exc), return_status,
-                                      now))
-        health = self.driver(row).check_health(self.spec(row), material)
+            return finish(self._failed(job, row, backup_id, caller_message(exc),
+                                       return_status, now, log))
+        log.add(self.rt.clock.now(), f"engine state replaced from the backup by the "
+                                     f"{driver.name} driver")
+        health = driver.check_health(self.spec(row), material)
+        log.add(self.rt.clock.now(), f"health check: {health.status}"
+                                     + (f" ({health.reason})" if health.reason else ""))
         values = self.material_values(row, material)
+        version = full_version(row["engine"], str(backup["settings"].get("EngineVersion")
+                                                  or row["engine_version"]))
+        if version != row["engine_version"]:
+            values["engine_version"] = version
+            log.add(now, f"engine version {row['engine_version']} -> {version}, the backup's")
         overrides = {k: job.payload[p] for k, p in (("instance_type", "instance_type"),
                                                     ("key_pair", "key_pair"))
                      if job.payload.get(p)}
+        for column, value in overrides.items():
+            log.add(now, f"{column.replace('_', ' ')}: {value}")
+        log.add(now, f"restore from backup {backup_id} completed: the server is "
+                     f"{health.status}")
+        key = self._write(row, job, log)
 
         def restored(conn: Connection) -> None:
             if repo.transition_server(conn, row["id"], [states.RESTORING], status=health.status,
@@ -150,33 +182,52 @@ class RestoreJob(ServerJob):
                                       **values, **overrides):
                 events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
                               message=f"Server restored from backup {backup_id}; it is "
-                                      f"{health.status}.")
+                                      f"{health.status}.", log_key=key)
         return finish(restored)
 
-    def _failed(self, row: Row, backup_id: str, reason: str, return_status: str,
-                now: float) -> Effects:
+    def _log(self, job: Job, row: Row, now: float) -> StepLog:
+        return StepLog().add(float(job.payload.get("started_at") or now), (
+            f"restore of server {row['name']} ({row['engine']} {row['engine_version']}) from "
+            f"backup {job.payload['backup_id']} started"))
+
+    def _write(self, row: Row, job: Job, log: StepLog) -> str:
+        # A job enqueued before logs were named in the payload gets a name now.
+        name = str(job.payload.get("log") or new_log_name("restore", self.rt.clock.now()))
+        key = step_log_key(row, name)
+        self.rt.blobs.put(key, log.encode())
+        return key
+
+    def _failed(self, job: Job, row: Row, backup_id: str, reason: str, return_status: str,
+                now: float, log: StepLog) -> Effects:
         # The engine is untouched (restore is all or nothing): the server goes back to
         # where it was, with the reason.
+        log.add(now, f"restore from backup {backup_id} failed: {without_paths(reason)}; the "
+                     f"server returns to {return_status}")
+        key = self._write(row, job, log)
+
         def effects(conn: Connection) -> None:
             if repo.transition_server(conn, row["id"], [states.RESTORING], status=return_status,
                                       status_reason=f"Restore from backup {backup_id} failed: "
                                                     f"{reason}", updated_at=now):
                 events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
-                              message=f"Restore from backup {backup_id} failed: {reason}")
+                              message=f"Restore from backup {backup_id} failed: {reason}",
+                              log_key=key)
         return effects
 
     def give_up(self, job: Job, error: str) -> Effects | None:
         row = self.server(job)
-        if row is None:
+        if row is None or row["status"] != states.RESTORING:
             return None
-        return self._failed(row, str(job.payload["backup_id"]), error,
+        now = self.rt.clock.now()
+        return self._failed(job, row, str(job.payload["backup_id"]), error,
                             str(job.payload.get("return_status") or states.HEALTHY),
-                            self.rt.clock.now())
+                            now, self._log(job, row, now))
 
 
 class MaintenanceJob(_BackupTaker):
     """UNDER_MAINTENANCE: take a backup, rebuild the engine from it (upgrading if asked);
-    on failure roll back to that backup. MaintenanceStatus says how it went."""
+    on failure roll back to that backup. MaintenanceStatus says how it went, and the
+    maintenance's log what was done."""
 
     def run(self, job: Job) -> Outcome:
         row = self.server(job)
@@ -202,8 +253,10 @@ class MaintenanceJob(_BackupTaker):
                 def stored(conn: Connection) -> None:
                     repo.transition_backup(conn, taken_id, ["IN_PROGRESS"], **values)
                     events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
-                                  message=f"Maintenance backup {taken_id} completed.")
-                return goto("rebuild", effects=stored)
+                                  message=f"Maintenance backup {taken_id} completed.",
+                                  log_key=log_key(taken))
+                return goto("rebuild", effects=stored,
+                            payload={**job.payload, "backup_done_at": now})
             return goto("rebuild")
         if job.step == "rebuild":
             backup = self.backup_row(str(backup_id))
@@ -213,21 +266,53 @@ class MaintenanceJob(_BackupTaker):
                 artifact = load_artifact(self.rt.blobs, self.rt.box, backup)
                 driver, spec = self.driver(row), self.spec(row)
                 restored = driver.restore(spec, artifact)
+                rebuilt_at = self.rt.clock.now()
                 maintained = driver.maintain(
                     spec, restored, major_upgrade=bool(job.payload.get("major_upgrade")))
             except (ArtifactError, EngineError) as exc:
                 return finish(self._done(row, job, now, failed=caller_message(exc)))
             return finish(self._done(row, job, now, material=maintained.material,
-                                     version=maintained.engine_version))
+                                     version=maintained.engine_version, rebuilt_at=rebuilt_at))
         raise ValueError(f"unknown step {job.step!r}")
+
+    def _log(self, row: Row, job: Job, now: float, *, rebuilt_at: float | None,
+             version: str | None, failed: str | None) -> str:
+        """Write the maintenance's log; returns its key."""
+        payload = job.payload
+        upgrade = bool(payload.get("major_upgrade"))
+        log = StepLog().add(float(payload.get("started_at") or now), (
+            f"{'scheduled ' if payload.get('scheduled') else ''}maintenance of server "
+            f"{row['name']} ({row['engine']} {row['engine_version']}) started"
+            + (", with the Chef major upgrade" if upgrade else "")))
+        if payload.get("backup_done_at") is not None:
+            log.add(float(payload["backup_done_at"]),
+                    f"backup {payload.get('backup_id')} taken (its log: the backup's S3LogUrl)")
+        if rebuilt_at is not None:
+            log.add(rebuilt_at, f"engine rebuilt from backup {payload.get('backup_id')} by the "
+                                f"{self.driver(row).name} driver")
+        if version:
+            log.add(now, f"engine upgraded: {row['engine_version']} -> {version}")
+        if failed is None:
+            log.add(now, "maintenance completed: SUCCESS")
+        else:
+            log.add(now, f"maintenance failed: {without_paths(failed)}; MaintenanceStatus "
+                         "FAILED")
+        name = str(payload.get("log") or new_log_name("maintenance", now))
+        key = step_log_key(row, name)
+        self.rt.blobs.put(key, log.encode())
+        return key
 
     def _done(self, row: Row, job: Job, now: float, *,
               material: EngineMaterial | None = None, version: str | None = None,
-              failed: str | None = None) -> Effects:
+              failed: str | None = None, rebuilt_at: float | None = None) -> Effects:
         return_status = str(job.payload.get("return_status") or states.HEALTHY)
         values: dict[str, Any] = self.material_values(row, material) if material else {}
         if version:
+            # The driver names the major version it upgraded to (Chef "2"): the server
+            # stores and shows the full one, as CreateServer does.
+            version = full_version(row["engine"], version)
             values["engine_version"] = version
+        key = self._log(row, job, now, rebuilt_at=rebuilt_at, version=version, failed=failed)
 
         def effects(conn: Connection) -> None:
             if failed is None:
@@ -244,7 +329,7 @@ class MaintenanceJob(_BackupTaker):
                 message = f"Maintenance failed and was rolled back: {failed}"
             if ok:
                 events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
-                              message=message)
+                              message=message, log_key=key)
                 current = repo.get_server_by_id(conn, row["id"])
                 if current is not None:
                     backups.enforce_retention(self.rt, conn, current, now)
@@ -252,6 +337,6 @@ class MaintenanceJob(_BackupTaker):
 
     def give_up(self, job: Job, error: str) -> Effects | None:
         row = self.server(job)
-        if row is None:
+        if row is None or row["status"] != states.UNDER_MAINTENANCE:
             return None
         return self._done(row, job, self.rt.clock.now(), failed=error)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from cmhost.engines.base import EngineDriver, EngineError, EngineMaterial, ServerSpec
-from cmhost.messages import caller_message
+from cmhost.messages import caller_message, without_paths
 from cmhost.service import backups, events, states
 from cmhost.service.artifacts import ArtifactError, load_artifact
 from cmhost.service.backup_jobs import BackupJob, DeleteBackupJob, MaintenanceJob, RestoreJob
 from cmhost.service.job_base import ServerJob
 from cmhost.service.node_jobs import ModifyJob, NodeJob
 from cmhost.service.runtime import Runtime
+from cmhost.service.step_logs import StepLog, owned_by_events, step_log_key
 from cmhost.storage import repo
 from cmhost.storage.repo import Row
 from cmhost.workflows.jobs import Effects, Job, JobHandler, Outcome, finish, goto
@@ -72,20 +73,23 @@ class CreateServerJob(ServerJob):
                         effects=_chain(first, self.event(
                             row, f"Engine not ready yet: {health.reason}", now)))
         return finish(_chain(first, self._failed(
-            row, f"The engine did not become healthy: {health.reason}", now)))
+            row, f"The engine did not become healthy: {health.reason}", now,
+            done=[(now, f"{checks} health checks since provisioning; the last said: "
+                        + health.reason)])))
 
     def _from_backup(self, row: Row, backup_id: str, now: float) -> Outcome:
         with self.rt.db.read() as conn:
             backup = repo.get_backup_by_id(conn, backup_id)
         if backup is None:
-            return finish(self._failed(row, f"Backup {backup_id} no longer exists.", now))
+            return finish(self._failed(row, f"Backup {backup_id} no longer exists.", now,
+                                       backup_id=backup_id))
         try:
             artifact = load_artifact(self.rt.blobs, self.rt.box, backup)
             material = self.driver(row).restore(self.spec(row), artifact)
         except (ArtifactError, EngineError) as exc:
             return finish(self._failed(row, f"Creating from backup {backup_id} failed: "
                                             f"{caller_message(exc)}",
-                                       now))
+                                       now, backup_id=backup_id))
         values = self.material_values(row, material)
 
         def restored(conn: Connection) -> None:
@@ -95,19 +99,36 @@ class CreateServerJob(ServerJob):
         return goto("ready", at=row["created_at"] + self.rt.settings.provisioning_seconds,
                     effects=restored)
 
-    def _failed(self, row: Row, reason: str, at: float) -> Effects:
+    def _failed(self, row: Row, reason: str, at: float, *, backup_id: str | None = None,
+                done: list[tuple[float, str]] | None = None) -> Effects:
+        """FAILED, with the creation's log: what was asked, what was done, and why it
+        failed (a server is created once: one log per server)."""
+        key = step_log_key(row, "creation")
+        log = StepLog().add(row["created_at"], (
+            f"creation of server {row['name']} started: {row['engine']} "
+            f"{row['engine_version']}, {row['driver']} engine"
+            + (f", from backup {backup_id}" if backup_id else "")))
+        if row["status"] == states.CREATING:  # a settled server keeps what it has
+            for moment, text in done or []:
+                log.add(moment, text)
+            self.rt.blobs.put(key, log.add(at, f"creation failed: {without_paths(reason)}; "
+                                               "the server is FAILED").encode())
+
         def effects(conn: Connection) -> None:
             if repo.transition_server(conn, row["id"], [states.CREATING], status=states.FAILED,
                                       status_reason=reason, updated_at=at):
                 events.record(conn, server_id=row["id"], server_name=row["name"], at=at,
-                              message=f"Server creation failed: {reason}")
+                              message=f"Server creation failed: {reason}", log_key=key)
         return effects
 
     def give_up(self, job: Job, error: str) -> Effects | None:
         row = self.server(job)
         if row is None:
             return None
-        return self._failed(row, f"Provisioning failed: {error}", self.rt.clock.now())
+        now = self.rt.clock.now()
+        return self._failed(row, f"Provisioning failed: {error}", now,
+                            backup_id=job.payload.get("backup_id"),
+                            done=[(now, f"step {job.step} failed {job.attempts} times")])
 
 
 class DeleteServerJob(ServerJob):
@@ -125,6 +146,15 @@ class DeleteServerJob(ServerJob):
             return goto("remove", at=now + rt.settings.deletion_seconds,
                         effects=self.event(row, "Engine stopped and its data removed.", now))
         if job.step == "remove":
+            # The logs of its steps go with the server (a backup's log stays with the
+            # backup): whoever cannot describe the server any more cannot read them. Blobs
+            # first, then the rows: a crash in between leaves no log without an event.
+            with rt.db.read() as conn:
+                keys = repo.event_log_keys(conn, row["id"])
+            for key in keys:
+                if owned_by_events(key, row["id"]):
+                    rt.blobs.delete(key)
+
             def remove(conn: Connection) -> None:
                 current = repo.get_server_by_id(conn, row["id"])
                 if current is None or current["status"] != states.DELETING:

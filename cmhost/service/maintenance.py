@@ -11,6 +11,7 @@ from cmhost.service.context import Caller
 from cmhost.service.errors import ValidationException
 from cmhost.service.records import Server
 from cmhost.service.runtime import Runtime
+from cmhost.service.step_logs import new_log_name
 from cmhost.storage import repo
 from cmhost.storage.repo import Row
 
@@ -47,7 +48,8 @@ def begin_maintenance(rt: Runtime, conn: Connection, server: Row, *, now: float,
                   message=f"{what} started" + (" (Chef major upgrade)." if major_upgrade
                                                else "."))
     rt.enqueuer.enqueue(conn, kind="maintenance", server_id=server["id"], now=now, payload={
-        "return_status": server["status"], "major_upgrade": major_upgrade})
+        "return_status": server["status"], "major_upgrade": major_upgrade,
+        "scheduled": scheduled, "started_at": now, "log": new_log_name("maintenance", now)})
     return True
 
 

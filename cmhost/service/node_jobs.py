@@ -5,10 +5,11 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from cmhost.engines.base import EngineError
-from cmhost.messages import caller_message
+from cmhost.messages import caller_message, without_paths
 from cmhost.service import events, states
 from cmhost.service.job_base import ServerJob
 from cmhost.service.nodes import FAILED, IN_PROGRESS, SUCCESS
+from cmhost.service.step_logs import StepLog, node_log_name, step_log_key
 from cmhost.storage import repo
 from cmhost.storage.repo import Row
 from cmhost.workflows.jobs import Effects, Job, Outcome, finish, goto
@@ -59,6 +60,7 @@ class NodeJob(ServerJob):
                 result: list[tuple[str, str]] | None = None, error: str | None = None
                 ) -> Effects:
         action = request["action"]
+        key = self._failure_log(request, row, now, error)
 
         def effects(conn: Connection) -> None:
             status = FAILED if error is not None else SUCCESS
@@ -69,8 +71,26 @@ class NodeJob(ServerJob):
                 text = (f"Node {request['node_name']} {action}d." if error is None
                         else f"Node {request['node_name']}: {action} failed: {error}")
                 events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
-                              message=text)
+                              message=text, log_key=key)
         return effects
+
+    def _failure_log(self, request: Row, row: Row | None, now: float, error: str | None
+                     ) -> str | None:
+        """The log of a request that failed on a server that could take it; None for a
+        success, or a server going away (nothing was tried: the log would go with it)."""
+        if error is None or row is None or row["status"] in (
+                states.DELETING, states.FAILED, states.TERMINATED):
+            return None
+        names = ", ".join(str(a) for a in sorted(dict(request["attributes"] or {}))) or "none"
+        log = StepLog().add(request["created_at"], (
+            f"{request['action']} node {request['node_name']} with server {row['name']} "
+            f"requested (engine attributes: {names})"))
+        log.add(now, f"worked by the {self.driver(row).name} driver on {row['engine']} "
+                     f"{row['engine_version']}")
+        log.add(now, f"{request['action']} failed: {without_paths(error)}")
+        key = step_log_key(row, node_log_name(request["token"]))
+        self.rt.blobs.put(key, log.encode())
+        return key
 
     def give_up(self, job: Job, error: str) -> Effects | None:
         with self.rt.db.read() as conn:

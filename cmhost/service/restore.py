@@ -9,6 +9,7 @@ from cmhost.service.context import Caller
 from cmhost.service.errors import InvalidStateException, ValidationException
 from cmhost.service.records import Server
 from cmhost.service.runtime import Runtime
+from cmhost.service.step_logs import new_log_name
 from cmhost.storage import repo
 
 
@@ -41,7 +42,7 @@ def restore_server(rt: Runtime, caller: Caller, *, server_name: str, backup_id: 
             "backup_id": backup_id, "return_status": server["status"],
             # As the spec says: without InstanceType, the backup's instance type is used.
             "instance_type": instance_type or backup["settings"].get("InstanceType"),
-            "key_pair": key_pair})
+            "key_pair": key_pair, "started_at": now, "log": new_log_name("restore", now)})
         row = repo.get_server_by_id(conn, server["id"])
         assert row is not None
     rt.wake_worker()

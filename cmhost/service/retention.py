@@ -6,12 +6,14 @@ from __future__ import annotations
 import time
 
 from cmhost.service.runtime import Runtime
+from cmhost.service.step_logs import owned_by_events
 from cmhost.storage import repo
 
 
 class EventPruner:
     """A worker ticker: every `interval` seconds of real time, trims every server's events to
-    the newest `keep` (`--events-per-server`)."""
+    the newest `keep` (`--events-per-server`), and deletes the step logs (step_logs.py) that
+    no kept event links to any more. A backup's log is the backup's: it stays."""
 
     def __init__(self, rt: Runtime, keep: int, interval: float = 60.0) -> None:
         self.rt = rt
@@ -32,7 +34,14 @@ class EventPruner:
             # A read finds the few servers over the limit; only those take the writer.
             with self.rt.db.read() as conn:
                 boundary = repo.event_prune_boundary(conn, server_id, self.keep)
+                orphaned = [] if boundary is None else [
+                    key for key in repo.log_keys_only_through(conn, server_id, boundary)
+                    if owned_by_events(key, server_id)]
             if boundary is not None:
+                # Logs first, then their events: a crash in between leaves events whose
+                # links answer 404 (they go on the next pass), never a log nothing links to.
+                for key in orphaned:
+                    self.rt.blobs.delete(key)
                 with self.rt.db.write() as conn:
                     repo.delete_events_through(conn, server_id, boundary)
         return 0  # nothing for the worker to run because of it
