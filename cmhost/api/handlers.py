@@ -19,6 +19,7 @@ from cmhost.service import (
     servers,
     tags,
 )
+from cmhost.service.artifacts import LogLinks
 from cmhost.service.context import Caller
 from cmhost.service.pagination import Pager
 from cmhost.service.runtime import Runtime
@@ -64,6 +65,7 @@ class OpsWorksCM:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.pager = Pager(rt.box)
+        self.log_links = LogLinks(rt.settings.resolved_public_url, rt.box)
         # Serialized servers by id, with the revision they were serialized at. A server row's
         # revision changes with every write, so a stale entry is never served.
         self._server_json: dict[str, tuple[int, bytes]] = {}
@@ -144,7 +146,8 @@ class OpsWorksCM:
     def describe_events(self, caller: Caller, p: Params) -> dict[str, Any]:
         found, token = events.describe_events(
             self.rt.db, self.pager, caller, server_name=p["ServerName"],
-            max_results=p.get("MaxResults"), next_token=p.get("NextToken"))
+            max_results=p.get("MaxResults"), next_token=p.get("NextToken"),
+            links=self.log_links)
         return _with_token({"ServerEvents": [serialize.event(e) for e in found]}, token)
 
     @operation("DescribeAccountAttributes", reads_only=True)

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Protocol
 
+from cmhost.messages import caller_message
 from cmhost.storage import repo
 from cmhost.storage.db import Database
 from cmhost.workflows.background import BackgroundLoop
@@ -97,7 +98,7 @@ class Worker(BackgroundLoop):
         except Exception as exc:  # a step failed: retry, then give up cleanly
             if self.db.unavailable(exc):
                 raise  # not the step's failure: it runs again once the database is back
-            detail = f"{type(exc).__name__}: {exc}"
+            detail = f"{type(exc).__name__}: {caller_message(exc)}"  # shown to callers
             log.warning("job %s (%s/%s) failed: %s\n%s", job.id, job.kind, job.step, detail,
                         traceback.format_exc())
             self._record_failure(job, detail, final=job.attempts >= MAX_ATTEMPTS)
