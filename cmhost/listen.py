@@ -140,5 +140,5 @@ def uvicorn_server(app: Any, settings: Settings) -> uvicorn.Server:
     config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",
                             access_log=False, log_level=settings.log_level,
                             http=http_protocol(settings.header_timeout, settings.body_timeout),
-                            loop="uvloop", timeout_graceful_shutdown=5)
+                            loop="cmhost.eventloop:new_event_loop", timeout_graceful_shutdown=5)
     return uvicorn.Server(config)

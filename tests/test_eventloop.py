@@ -176,9 +176,6 @@ def answers_in(buf: bytearray) -> int:
     return count
 
 
-@pytest.mark.xfail(strict=True, reason="cmhost serve runs this loop once cmhost/listen.py's "
-                   "uvicorn_server says loop=\"cmhost.eventloop:new_event_loop\" (issue 13 "
-                   "point 7): remove this mark with that change")
 def test_new_connections_to_a_busy_server_are_answered_within_a_few_turns(cm: Cmhost) -> None:
     """BUSY connections each keep PIPELINED requests waiting, so every turn of the server's
     loop answers about one request on each: the busy answers counted while a connection
