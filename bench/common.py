@@ -131,13 +131,22 @@ async def baseline_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def serve_baseline(port: int) -> int:
-    """Serve `baseline_app` as `cmhost serve` serves cmhost (see cmhost/cli.py: cmd_serve)."""
-    import uvicorn
+    """Serve `baseline_app` exactly as `cmhost serve` serves cmhost: the listening socket,
+    event loop and HTTP protocol of cmhost.listen (those of the tree the benchmark runs); a
+    tree from before cmhost.listen gets the configuration its cmd_serve had."""
+    try:
+        from cmhost.config import Settings
+        from cmhost.listen import bind_listeners, uvicorn_server
+    except ImportError:
+        import uvicorn
 
-    config = uvicorn.Config(baseline_app, host="127.0.0.1", port=port, lifespan="on",
-                            access_log=False, log_level="warning", http="httptools",
-                            loop="uvloop", timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run()
+        config = uvicorn.Config(baseline_app, host="127.0.0.1", port=port, lifespan="on",
+                                access_log=False, log_level="warning", http="httptools",
+                                loop="uvloop", timeout_graceful_shutdown=5)
+        uvicorn.Server(config).run()
+        return 0
+    settings = Settings(host="127.0.0.1", port=port, log_level="warning")
+    uvicorn_server(baseline_app, settings).run(sockets=bind_listeners(settings.host, port))
     return 0
 
 
@@ -682,8 +691,10 @@ def machine() -> dict[str, Any]:
         except PackageNotFoundError:
             return "?"
 
-    wrk = subprocess.run(["wrk", "--version"], check=False, capture_output=True, text=True)
-    wrk_version = (wrk.stdout + wrk.stderr).split("[", 1)[0].replace("wrk", "").strip()
+    wrk_version = "not installed"
+    if shutil.which("wrk") is not None:
+        wrk = subprocess.run(["wrk", "--version"], check=False, capture_output=True, text=True)
+        wrk_version = (wrk.stdout + wrk.stderr).split("[", 1)[0].replace("wrk", "").strip()
     if TREE != ROOT:
         commit_text = f"the tree {TREE}"
         stamp = TREE / "COMMIT"  # written by whoever exported the tree, if they did

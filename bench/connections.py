@@ -63,7 +63,6 @@ from common import (
     Call,
     Process,
     Site,
-    baseline_app,
     cpu_seconds,
     create_healthy_servers,
     finished,
@@ -260,21 +259,6 @@ def run_probe(port: int, interval: float, begin_at: float, end_at: float, reques
 
 
 # --- the baseline -------------------------------------------------------------------------
-
-
-def serve_baseline_as_cmhost(port: int) -> int:
-    """Serve the no-op app exactly as `cmhost serve` serves cmhost: the listening socket,
-    event loop and HTTP protocol of cmhost.listen (those of the tree the benchmark runs).
-    A tree from before cmhost.listen: the configuration common.py copies."""
-    try:
-        from cmhost.config import Settings
-        from cmhost.listen import bind_listeners, uvicorn_server
-    except ImportError:
-        return serve_baseline(port)
-    settings = Settings(host="127.0.0.1", port=port, log_level="warning")
-    sockets = bind_listeners(settings.host, settings.port)
-    uvicorn_server(baseline_app, settings).run(sockets=sockets)
-    return 0
 
 
 def start_baseline(workdir: Path) -> tuple[Process, int]:
@@ -634,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _subprocess_main(argv: list[str]) -> int:
     kind, port, *rest = argv
     if kind == "--serve-baseline":
-        return serve_baseline_as_cmhost(int(port))
+        return serve_baseline(int(port))
     if kind == "--client":
         count, start_at, end_at, request, out = rest
         return run_client(int(port), int(count), float(start_at), float(end_at),
