@@ -271,6 +271,7 @@ class PoolFiller(BackgroundLoop):
                 self._heartbeat()
                 if self.fill():
                     continue
-            except Exception:  # keep filling through database hiccups
-                log.exception("credential pool filler error")
+            except Exception as exc:  # keep filling through database hiccups
+                if not self.pool.db.unavailable(exc):  # an outage is logged once, by the db
+                    log.exception("credential pool filler error")
             self._sleep(IDLE_POLL_SECONDS)

@@ -42,8 +42,9 @@ class HealthMonitor:
         for row in rows:
             try:
                 changed += self._check(row)
-            except Exception:
-                log.exception("health check of server %s failed", row["name"])
+            except Exception as exc:
+                if not self.rt.db.unavailable(exc):  # an outage is logged once, by the database
+                    log.exception("health check of server %s failed", row["name"])
         return changed
 
     def _check(self, row: repo.Row) -> int:

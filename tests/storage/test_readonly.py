@@ -50,10 +50,9 @@ class UnprivilegedCmhost(Cmhost):
 
 @pytest.fixture()
 def cm(tmp_path: Path) -> Iterator[Cmhost]:
-    # Without the credential pool's filler: a loop of its own, which logs each failure
-    # (its quieting is outside this test's reach); what is tested is the API and the worker.
+    # With the credential pool's filler (on by default): it too must stay quiet in an outage.
     server = UnprivilegedCmhost(tmp_path, clock="real", provisioning_seconds=1.0,
-                                deletion_seconds=1.0, extra_args=["--credential-pool", "0"])
+                                deletion_seconds=1.0)
     server.start()
     yield server
     server.stop()
