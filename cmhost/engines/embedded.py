@@ -35,6 +35,7 @@ from cmhost.engines.embedded_identity import (
     prepare_identity,
     update_credential,
 )
+from cmhost.engines.issuance import Issued, open_ledger
 from cmhost.engines.node_attributes import (
     CHEF_NODE_PUBLIC_KEY,
     CHEF_ORGANIZATION,
@@ -81,6 +82,8 @@ class EmbeddedDriver:
         # server id -> (state stamp, monotonic time until which a healthy check stands)
         self._verified: dict[str, tuple[object, float]] = {}
         self._family: EngineFamily = family
+        # server id -> what its last restore revoked, until the restore job takes it
+        self._restore_revoked: dict[str, list[Issued]] = {}
 
     # ------------------------------------------------------------------ identity
 
@@ -220,7 +223,7 @@ class EmbeddedDriver:
                 )
                 return []
             return embedded_nodes.associate_puppet(
-                root, material, node_name, checked[PUPPET_NODE_CSR]
+                root, material, node_name, checked[PUPPET_NODE_CSR], self._ctx.data_dir
             )
 
     def disassociate_node(
@@ -304,9 +307,36 @@ class EmbeddedDriver:
         files["engine.json"] = _dump(engine).encode()
         files["server.pem"] = material.public["server_cert"].encode()
         root = self.server_dir(spec)
+        revoked: list[Issued] = []
         with locked(root):
+            if spec.family == "Puppet":
+                revoked = self._revoke_later_issues(root, files, material)
             replace_dir(root, files, dirs=(embedded_nodes.NODES_DIR,))
+        self._restore_revoked[spec.server_id] = revoked
         return material
+
+    def _revoke_later_issues(self, root: Path, files: dict[str, bytes],
+                             material: EngineMaterial) -> list[Issued]:
+        """Add to the restored CRL (in `files`) every certificate the backup's CA issued
+        that the backup does not know of: the CRL after a restore is the backup's plus those.
+        The state being replaced is noted in its CA's issuance record first (certificates
+        issued before the record existed)."""
+        with contextlib.suppress(FileNotFoundError, UnicodeDecodeError, EngineError):
+            current_ca = (root / "ca.pem").read_text(encoding="ascii")
+            current = embedded_nodes.issued_serials(read_files(root))
+            with open_ledger(self._ctx.data_dir, current_ca) as ledger:
+                for serial, node in current.items():
+                    ledger.record(serial, node)
+        known = embedded_nodes.issued_serials(files)
+        with open_ledger(self._ctx.data_dir, material.public["ca_cert"]) as ledger:
+            later = ledger.issued_except(known)
+        if later:
+            embedded_nodes.revoke_in_files(files, material, later)
+        return later
+
+    def take_restore_revocations(self, server_id: str) -> list[Issued]:
+        """What the server's last restore revoked (see issuance.RevokesOnRestore)."""
+        return self._restore_revoked.pop(server_id, [])
 
     # --------------------------------------------------------------- maintenance
 

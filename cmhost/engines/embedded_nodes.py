@@ -14,6 +14,7 @@ from typing import Any
 
 from cmhost.engines import crl, pki
 from cmhost.engines.base import EngineError, EngineMaterial, InvalidEngineAttribute
+from cmhost.engines.issuance import Issued, open_ledger
 from cmhost.engines.node_attributes import PUPPET_NODE_CERT, node_name_problem
 from cmhost.engines.statedir import write_atomic
 
@@ -145,24 +146,34 @@ def _serial(record: dict[str, Any], node_name: str) -> int | None:
         raise EngineError(f"The record of node {node_name!r} is damaged.") from None
 
 
-def write_crl(
-    root: Path, material: EngineMaterial, *, revoke: tuple[int, str] | None = None
-) -> None:
-    """Re-sign `crl.pem` from `revoked.json`, first adding (serial, node) when given."""
-    state = _revocations(root)
-    if revoke is not None and revoke[0] not in _revoked_serials(state):
-        serial, node = revoke
-        state["revoked"].append(
-            {"serial": str(serial), "node": node, "revoked_at": _now().isoformat()}
-        )
+def _signed_crl(state: dict[str, Any], material: EngineMaterial,
+                revoke: list[tuple[int, str]]) -> tuple[str, str]:
+    """(revoked.json, crl.pem) of `state` with the (serial, node) pairs added and the CRL
+    number moved on; `state` is changed in place."""
+    listed = _revoked_serials(state)
+    for serial, node in revoke:
+        if serial not in listed:
+            listed.add(serial)
+            state["revoked"].append(
+                {"serial": str(serial), "node": node, "revoked_at": _now().isoformat()}
+            )
     state["crl_number"] = int(state["crl_number"]) + 1
     entries = [
         (int(e["serial"]), dt.datetime.fromisoformat(e["revoked_at"])) for e in state["revoked"]
     ]
     ca_cert, ca_key = _ca(material)
     text = crl.build_crl(ca_cert, ca_key, entries, number=state["crl_number"])
+    return _dump(state), text
+
+
+def write_crl(
+    root: Path, material: EngineMaterial, *, revoke: tuple[int, str] | None = None
+) -> None:
+    """Re-sign `crl.pem` from `revoked.json`, first adding (serial, node) when given."""
+    revoked_json, text = _signed_crl(_revocations(root), material,
+                                     [revoke] if revoke is not None else [])
     # revoked.json is the truth; crl.pem is rebuilt from it, so write it first.
-    write_atomic(root / REVOKED_FILE, _dump(state))
+    write_atomic(root / REVOKED_FILE, revoked_json)
     write_atomic(root / CRL_FILE, text)
 
 
@@ -186,21 +197,27 @@ def _reusable(
 
 
 def associate_puppet(
-    root: Path, material: EngineMaterial, node_name: str, csr_pem: str
+    root: Path, material: EngineMaterial, node_name: str, csr_pem: str, ledger_dir: Path
 ) -> list[tuple[str, str]]:
     """Sign the node's CSR with the server's CA; a previous certificate is revoked.
 
     Associating again with the same key returns the certificate already issued, so a retried
-    step gives the node the same certificate.
+    step gives the node the same certificate. Every new certificate is noted in the CA's
+    issuance record (under `ledger_dir`), whose serials it never repeats.
     """
     _require_state(root)
     state = _revocations(root)
     record = read_node(root, node_name)
+    ca_cert, ca_key = _ca(material)
     try:
         cert = _reusable(record, csr_pem, node_name, material, _revoked_serials(state))
         if cert is None:
-            ca_cert, ca_key = _ca(material)
-            cert = pki.sign_csr(ca_cert, ca_key, csr_pem, expected_cn=node_name)
+            with open_ledger(ledger_dir, ca_cert) as ledger:
+                used = ledger.serials()
+                # Serials are random (159 bits): a repeat is only drawn again in theory.
+                while cert is None or pki.certificate_serial(cert) in used:
+                    cert = pki.sign_csr(ca_cert, ca_key, csr_pem, expected_cn=node_name)
+                ledger.record_certificate(cert, node_name)
     except ValueError as exc:
         raise InvalidEngineAttribute(f"PUPPET_NODE_CSR is not acceptable: {exc}") from None
     serial = pki.certificate_serial(cert)
@@ -244,6 +261,40 @@ def disassociate(root: Path, material: EngineMaterial, node_name: str) -> None:
     if serial is not None:
         write_crl(root, material, revoke=(serial, node_name))
     path.unlink(missing_ok=True)
+
+
+def issued_serials(files: dict[str, bytes]) -> dict[int, str]:
+    """serial -> node of every certificate a Puppet state (as `read_files` gives it) knows it
+    issued: the nodes' current certificates and every revoked one."""
+    found: dict[int, str] = {}
+    for name, data in files.items():
+        if name.startswith(f"{NODES_DIR}/") and name.endswith(_SUFFIX):
+            try:
+                record = json.loads(data)
+                if record.get("serial") is not None:
+                    found[int(record["serial"])] = str(record.get("name", ""))
+            except (ValueError, TypeError, AttributeError):
+                continue
+    try:
+        revoked = json.loads(files.get(REVOKED_FILE, b'{"revoked": []}'))["revoked"]
+        for entry in revoked:
+            found.setdefault(int(entry["serial"]), str(entry.get("node", "")))
+    except (ValueError, KeyError, TypeError):
+        raise EngineError("The revocation list (revoked.json) is damaged.") from None
+    return found
+
+
+def revoke_in_files(files: dict[str, bytes], material: EngineMaterial,
+                    revoke: list[Issued]) -> None:
+    """Add the certificates to the revocation list and CRL of a state about to be written
+    (a restore's files), re-signing the CRL."""
+    try:
+        state = json.loads(files.get(REVOKED_FILE, b'{"crl_number": 0, "revoked": []}'))
+    except ValueError:
+        raise EngineError("The revocation list (revoked.json) is damaged.") from None
+    revoked_json, text = _signed_crl(state, material, [(e.serial, e.node) for e in revoke])
+    files[REVOKED_FILE] = revoked_json.encode()
+    files[CRL_FILE] = text.encode()
 
 
 def registry_problem(root: Path, ca_cert_pem: str) -> str:

@@ -6,7 +6,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from cmhost.engines.base import EngineError, EngineMaterial
+from cmhost.engines.base import EngineDriver, EngineError, EngineMaterial, Health
+from cmhost.engines.issuance import RevokesOnRestore, revoked_note
 from cmhost.messages import caller_message, without_paths
 from cmhost.service import backups, events, states
 from cmhost.service.artifacts import (
@@ -21,6 +22,34 @@ from cmhost.service.step_logs import StepLog, new_log_name, step_log_key
 from cmhost.storage import repo
 from cmhost.storage.repo import Row
 from cmhost.workflows.jobs import Effects, Job, Outcome, finish, goto
+
+# After provisioning, a restore or a maintenance, cmhost keeps asking the engine for its
+# health (every 2, 4, 8, then 10 seconds) for this long before settling for what it says: a
+# real JVM takes a minute or two to start.
+READY_SECONDS = 300.0
+
+
+def next_check(now: float, checks: int, deadline: float) -> float:
+    """When to ask a starting engine for its health again."""
+    return min(now + min(2.0 ** checks, 10.0), deadline)
+
+
+class _ResumedLog(StepLog):
+    """A step's log carried across the steps of one job (as its text, in the payload)."""
+
+    @classmethod
+    def of(cls, text: str) -> StepLog:
+        log = cls()
+        log._lines = [line for line in text.splitlines() if line]
+        return log
+
+
+def restore_revocations(driver: EngineDriver, server_id: str) -> str:
+    """The event text for what the driver's last restore of the server revoked ("" if
+    nothing)."""
+    if isinstance(driver, RevokesOnRestore):
+        return revoked_note(driver.take_restore_revocations(server_id))
+    return ""
 
 
 def _backup_started(backup: Row) -> StepLog:
@@ -139,6 +168,8 @@ class RestoreJob(ServerJob):
         if row is None or row["status"] != states.RESTORING:
             return finish()
         now = self.rt.clock.now()
+        if job.step == "ready":
+            return self._ready(job, row, now)
         backup_id = str(job.payload["backup_id"])
         return_status = str(job.payload.get("return_status") or states.HEALTHY)
         log = self._log(job, row, now)
@@ -158,6 +189,9 @@ class RestoreJob(ServerJob):
                                        return_status, now, log))
         log.add(self.rt.clock.now(), f"engine state replaced from the backup by the "
                                      f"{driver.name} driver")
+        revoked = restore_revocations(driver, row["id"])
+        if revoked:
+            log.add(self.rt.clock.now(), revoked)
         health = driver.check_health(self.spec(row), material)
         log.add(self.rt.clock.now(), f"health check: {health.status}"
                                      + (f" ({health.reason})" if health.reason else ""))
@@ -172,6 +206,45 @@ class RestoreJob(ServerJob):
                      if job.payload.get(p)}
         for column, value in overrides.items():
             log.add(now, f"{column.replace('_', ' ')}: {value}")
+        if health.status == states.HEALTHY:
+            return finish(_chain(self._revoked_event(row, revoked, now),
+                                 self._settled(row, job, log, health, now, values, overrides)))
+        # The engine restarts on the backup's state (a JVM takes a minute): the server stays
+        # RESTORING, with its new identity stored, until it answers, as in CreateServer.
+
+        def stored(conn: Connection) -> None:
+            current = repo.get_server_by_id(conn, row["id"])
+            if current is None or current["status"] != states.RESTORING:
+                return
+            repo.update_server(conn, row["id"], updated_at=now, **values, **overrides)
+            events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
+                          message=f"Engine restored from backup {backup_id}; waiting for it "
+                                  f"to be ready.")
+        return goto("ready", at=next_check(now, 1, now + READY_SECONDS),
+                    effects=_chain(self._revoked_event(row, revoked, now), stored),
+                    payload={**job.payload, "checks": 1, "ready_since": now,
+                             "log_text": log.encode().decode()})
+
+    def _ready(self, job: Job, row: Row, now: float) -> Outcome:
+        """Ask the restored engine for its health until it is HEALTHY or time is up."""
+        health = self.driver(row).check_health(self.spec(row), self.material(row))
+        checks = int(job.payload.get("checks", 1)) + 1
+        deadline = float(job.payload.get("ready_since") or now) + READY_SECONDS
+        if health.status != states.HEALTHY and now < deadline:
+            return goto("ready", at=next_check(now, checks, deadline),
+                        payload={**job.payload, "checks": checks})
+        log = _ResumedLog.of(str(job.payload.get("log_text") or ""))
+        log.add(now, f"health check {checks}: {health.status}"
+                     + (f" ({health.reason})" if health.reason else ""))
+        return finish(self._settled(row, job, log, health, now, {}, {}))
+
+    def _revoked_event(self, row: Row, revoked: str, now: float) -> Effects | None:
+        return self.event(row, revoked, now) if revoked else None
+
+    def _settled(self, row: Row, job: Job, log: StepLog, health: Health, now: float,
+                 values: dict[str, Any], overrides: dict[str, Any]) -> Effects:
+        """The restore's end: the server takes the engine's health (and `values`)."""
+        backup_id = str(job.payload["backup_id"])
         log.add(now, f"restore from backup {backup_id} completed: the server is "
                      f"{health.status}")
         key = self._write(row, job, log)
@@ -183,7 +256,7 @@ class RestoreJob(ServerJob):
                 events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
                               message=f"Server restored from backup {backup_id}; it is "
                                       f"{health.status}.", log_key=key)
-        return finish(restored)
+        return restored
 
     def _log(self, job: Job, row: Row, now: float) -> StepLog:
         return StepLog().add(float(job.payload.get("started_at") or now), (
@@ -340,3 +413,14 @@ class MaintenanceJob(_BackupTaker):
         if row is None or row["status"] != states.UNDER_MAINTENANCE:
             return None
         return self._done(row, job, self.rt.clock.now(), failed=error)
+
+
+def _chain(first: Effects | None, then: Effects) -> Effects:
+    """`first`, then `then`, in one transaction."""
+    if first is None:
+        return then
+
+    def both(conn: Connection) -> None:
+        first(conn)
+        then(conn)
+    return both

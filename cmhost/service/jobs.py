@@ -8,7 +8,14 @@ from cmhost.engines.base import EngineDriver, EngineError, EngineMaterial, Serve
 from cmhost.messages import caller_message, without_paths
 from cmhost.service import backups, events, states
 from cmhost.service.artifacts import ArtifactError, load_artifact
-from cmhost.service.backup_jobs import BackupJob, DeleteBackupJob, MaintenanceJob, RestoreJob
+from cmhost.service.backup_jobs import (
+    READY_SECONDS,
+    BackupJob,
+    DeleteBackupJob,
+    MaintenanceJob,
+    RestoreJob,
+    restore_revocations,
+)
 from cmhost.service.job_base import ServerJob
 from cmhost.service.node_jobs import ModifyJob, NodeJob
 from cmhost.service.runtime import Runtime
@@ -16,10 +23,6 @@ from cmhost.service.step_logs import StepLog, owned_by_events, step_log_key
 from cmhost.storage import repo
 from cmhost.storage.repo import Row
 from cmhost.workflows.jobs import Effects, Job, JobHandler, Outcome, finish, goto
-
-# After the provisioning time, CreateServer keeps asking the engine for its health (every
-# 2, 4, 8, then 10 seconds) for this long before giving up: a real JVM takes a minute or two.
-READY_SECONDS = 300.0
 
 
 class CreateServerJob(ServerJob):
@@ -91,11 +94,16 @@ class CreateServerJob(ServerJob):
                                             f"{caller_message(exc)}",
                                        now, backup_id=backup_id))
         values = self.material_values(row, material)
+        # The backup's CA may have issued certificates since (to its own server's nodes).
+        revoked = restore_revocations(self.driver(row), row["id"])
 
         def restored(conn: Connection) -> None:
             repo.update_server(conn, row["id"], updated_at=now, **values)
             events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
                           message=f"Engine restored from backup {backup_id}.")
+            if revoked:
+                events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
+                              message=revoked)
         return goto("ready", at=row["created_at"] + self.rt.settings.provisioning_seconds,
                     effects=restored)
 
