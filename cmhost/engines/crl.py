@@ -99,3 +99,17 @@ def crl_revokes(crl_pem: str, cert_pem: str) -> bool:
     if cert.issuer != crl.issuer:
         return False
     return crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+
+
+def crl_entries(crl_pem: str) -> tuple[list[tuple[int, dt.datetime]], int]:
+    """The (serial, revocation time) pairs of a CRL and its CRL number (0 without one).
+
+    Raises ValueError when it is not a PEM CRL.
+    """
+    revocations = _load_crl(crl_pem)
+    try:
+        number = int(revocations.extensions.get_extension_for_class(x509.CRLNumber)
+                     .value.crl_number)
+    except x509.ExtensionNotFound:
+        number = 0
+    return [(e.serial_number, e.revocation_date_utc) for e in revocations], number

@@ -114,6 +114,52 @@ def signed_names(ca_dir: Path) -> list[str]:
                   if p.name.endswith(_PEM) and p.is_file())
 
 
+def inventory_serials(text: str) -> dict[int, str]:
+    """serial -> certname of every line of an inventory.txt ("0x0002 <from> <to> /CN=name")."""
+    found: dict[int, str] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 4 or not parts[0].lower().startswith("0x"):
+            continue
+        try:
+            serial = int(parts[0], 16)
+        except ValueError:
+            continue
+        subject = " ".join(parts[3:])
+        found[serial] = subject.rsplit("/CN=", 1)[-1] if "/CN=" in subject else subject
+    return found
+
+
+def issued_serials(files: dict[str, bytes]) -> dict[int, str]:
+    """serial -> certname of every certificate a cadir (as the `ca/...` files of a state)
+    knows the CA issued: its inventory, its signed certificates and its CRL."""
+    found = inventory_serials(files.get(f"ca/{INVENTORY}", b"").decode("utf-8", "replace"))
+    for name, data in files.items():
+        if name.startswith(f"ca/{SIGNED}/") and name.endswith(_PEM):
+            try:
+                serial = pki.certificate_serial(data.decode("ascii"))
+            except (ValueError, UnicodeDecodeError):
+                continue
+            found.setdefault(serial, name[len(f"ca/{SIGNED}/"):-len(_PEM)])
+    try:
+        entries, _ = crl.crl_entries(files.get(f"ca/{CA_CRL}", b"").decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        entries = []
+    for serial, _when in entries:
+        found.setdefault(serial, "")
+    return found
+
+
+# puppetserver's own serials count up from 1; an embedded server's CA drew random ones (159
+# bits), which say nothing about where puppetserver's counter must go.
+SEQUENTIAL_LIMIT = 2**63
+
+
+def serial_text(serial: int) -> str:
+    """The `serial` file's content for the next serial (hex, at least four digits)."""
+    return f"{serial:04X}"
+
+
 def is_revoked(ca_dir: Path, cert_pem: str) -> bool:
     """True when the CA's CRL lists the certificate (ValueError if it is not a PEM cert)."""
     try:

@@ -53,6 +53,7 @@ from cmhost.engines.base import (
     ServerSpec,
 )
 from cmhost.engines.embedded_identity import copy_material, prepare_identity, update_credential
+from cmhost.engines.issuance import Issued, open_ledger
 from cmhost.engines.node_attributes import PUPPET_NODE_CERT, PUPPET_NODE_CSR, check_node_attributes
 from cmhost.engines.statedir import locked, read_files, remove_leftovers, replace_dir
 from cmhost.engines.supervisor import (
@@ -161,6 +162,8 @@ class PuppetServerDriver:
         self._supervisor = supervisor or Supervisor()
         self._contexts: dict[tuple[str, str], ssl.SSLContext] = {}
         self._lock = threading.Lock()
+        # server id -> what its last restore revoked, until the restore job takes it
+        self._restore_revoked: dict[str, list[Issued]] = {}
 
     # ------------------------------------------------------------------ endpoint, identity
 
@@ -468,6 +471,10 @@ class PuppetServerDriver:
         client.submit_csr(node_name, csr_pem)
         client.sign(node_name)
         cert = client.certificate(node_name)
+        # Noted outside the state a restore rolls back (a crash before this line is made up
+        # for by the restore, which notes the inventory it replaces).
+        with open_ledger(self._ctx.data_dir, material.public["ca_cert"]) as ledger:
+            ledger.record_certificate(cert, node_name)
         return [(PUPPET_NODE_CERT, cert)]
 
     @staticmethod
@@ -558,6 +565,7 @@ class PuppetServerDriver:
         material = self._current_identity(spec, backup.material)
         paths = Layout(self.server_dir(spec.server_id))
         with locked(paths.root):
+            revoked = self._revoke_later_issues(paths, files, material)
             process = self._process(spec, paths)
             self._supervisor.stop(spec.server_id, process)
             try:
@@ -571,7 +579,51 @@ class PuppetServerDriver:
                                   f"{caller_message(exc)}") from None
             self._write_all(spec, material, paths)
             self._start(spec, paths, restart=False)
+        self._restore_revoked[spec.server_id] = revoked
         return material
+
+    def _revoke_later_issues(self, paths: Layout, files: dict[str, bytes],
+                             material: EngineMaterial) -> list[Issued]:
+        """Make the restored cadir (in `files`) safe: its CRL is the backup's plus every
+        certificate the CA issued that the backup does not know, and its `serial` counts on
+        past every serial the CA ever issued. The cadir being replaced is noted in its CA's
+        issuance record first."""
+        data_dir, ca_cert = self._ctx.data_dir, material.public["ca_cert"]
+        current_number = 0
+        with contextlib.suppress(FileNotFoundError, UnicodeDecodeError, ValueError,
+                                 EngineError):
+            current_ca = (paths.ca / puppet_ca.CA_CERT).read_text(encoding="ascii")
+            current = {f"ca/{k}": v for k, v in read_files(paths.ca).items()}
+            with open_ledger(data_dir, current_ca) as ledger:
+                for serial, node in puppet_ca.issued_serials(current).items():
+                    ledger.record(serial, node)
+            if current_ca == ca_cert:
+                current_number = crl.crl_entries(
+                    current[f"ca/{puppet_ca.CA_CRL}"].decode("ascii"))[1]
+        known = puppet_ca.issued_serials(files)
+        with open_ledger(data_dir, ca_cert) as ledger:
+            later = ledger.issued_except(known)
+            highest = max((s for s in ledger.serials() | set(known)
+                           if s < puppet_ca.SEQUENTIAL_LIMIT), default=0)
+        try:
+            counted = int(files.get(f"ca/{puppet_ca.SERIAL}", b"1").decode("ascii").strip(), 16)
+        except ValueError:
+            counted = 1
+        files[f"ca/{puppet_ca.SERIAL}"] = puppet_ca.serial_text(
+            max(highest + 1, counted)).encode("ascii")
+        if later:
+            entries, number = crl.crl_entries(files[f"ca/{puppet_ca.CA_CRL}"].decode("ascii"))
+            listed = {serial for serial, _ in entries}
+            now = dt.datetime.now(dt.UTC)
+            entries += [(e.serial, now) for e in later if e.serial not in listed]
+            files[f"ca/{puppet_ca.CA_CRL}"] = crl.build_crl(
+                ca_cert, material.secrets["ca_key"], entries,
+                number=max(number, current_number) + 1).encode("ascii")
+        return later
+
+    def take_restore_revocations(self, server_id: str) -> list[Issued]:
+        """What the server's last restore revoked (see issuance.RevokesOnRestore)."""
+        return self._restore_revoked.pop(server_id, [])
 
     def maintain(self, spec: ServerSpec, material: EngineMaterial, *,
                  major_upgrade: bool) -> Maintained:

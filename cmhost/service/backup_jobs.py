@@ -344,8 +344,36 @@ class MaintenanceJob(_BackupTaker):
                     spec, restored, major_upgrade=bool(job.payload.get("major_upgrade")))
             except (ArtifactError, EngineError) as exc:
                 return finish(self._done(row, job, now, failed=caller_message(exc)))
-            return finish(self._done(row, job, now, material=maintained.material,
-                                     version=maintained.engine_version, rebuilt_at=rebuilt_at))
+            health = driver.check_health(spec, maintained.material)
+            if health.status == states.HEALTHY:
+                return finish(self._done(row, job, now, material=maintained.material,
+                                         version=maintained.engine_version,
+                                         rebuilt_at=rebuilt_at))
+            # A real engine restarts (a JVM takes a minute): the server stays
+            # UNDER_MAINTENANCE, its new identity stored, until the engine answers.
+            values = self.material_values(row, maintained.material)
+
+            def stored(conn: Connection) -> None:
+                repo.update_server(conn, row["id"], updated_at=now, **values)
+                events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
+                              message="Engine rebuilt by maintenance; waiting for it to be "
+                                      "ready.")
+            return goto("ready", at=next_check(now, 1, now + READY_SECONDS), effects=stored,
+                        payload={**job.payload, "checks": 1, "ready_since": now,
+                                 "rebuilt_at": rebuilt_at,
+                                 "version": maintained.engine_version})
+        if job.step == "ready":
+            health = self.driver(row).check_health(self.spec(row), self.material(row))
+            checks = int(job.payload.get("checks", 1)) + 1
+            deadline = float(job.payload.get("ready_since") or now) + READY_SECONDS
+            if health.status != states.HEALTHY and now < deadline:
+                return goto("ready", at=next_check(now, checks, deadline),
+                            payload={**job.payload, "checks": checks})
+            version = job.payload.get("version")
+            return finish(self._done(row, job, now, material=self.material(row),
+                                     version=str(version) if version else None,
+                                     rebuilt_at=float(job.payload.get("rebuilt_at") or now),
+                                     health=health))
         raise ValueError(f"unknown step {job.step!r}")
 
     def _log(self, row: Row, job: Job, now: float, *, rebuilt_at: float | None,
@@ -377,8 +405,13 @@ class MaintenanceJob(_BackupTaker):
 
     def _done(self, row: Row, job: Job, now: float, *,
               material: EngineMaterial | None = None, version: str | None = None,
-              failed: str | None = None, rebuilt_at: float | None = None) -> Effects:
+              failed: str | None = None, rebuilt_at: float | None = None,
+              health: Health | None = None) -> Effects:
+        """The maintenance's end; `health` is the engine's when it was not HEALTHY in time
+        (the server then takes it)."""
         return_status = str(job.payload.get("return_status") or states.HEALTHY)
+        status = health.status if health is not None else states.HEALTHY
+        reason = health.reason or None if health is not None else None
         values: dict[str, Any] = self.material_values(row, material) if material else {}
         if version:
             # The driver names the major version it upgraded to (Chef "2"): the server
@@ -390,8 +423,8 @@ class MaintenanceJob(_BackupTaker):
         def effects(conn: Connection) -> None:
             if failed is None:
                 ok = repo.transition_server(conn, row["id"], [states.UNDER_MAINTENANCE],
-                                            status=states.HEALTHY, maintenance_status="SUCCESS",
-                                            status_reason=None, updated_at=now, **values)
+                                            status=status, maintenance_status="SUCCESS",
+                                            status_reason=reason, updated_at=now, **values)
                 message = "Maintenance completed successfully" + (
                     f"; the engine is now version {version}." if version else ".")
             else:
