@@ -33,6 +33,8 @@ resolve_node_name() {
 
 # Installs are skipped when the tool is already there or CMHOST_SKIP_INSTALL=1.
 skip_install() { [ "${CMHOST_SKIP_INSTALL:-0}" = 1 ]; }
+# The first agent run is skipped when CMHOST_SKIP_AGENT_RUN=1 (the node is still associated).
+skip_agent_run() { [ "${CMHOST_SKIP_AGENT_RUN:-0}" = 1 ]; }
 
 # The service's commands need an AWS CLI that still ships it (awscli 1.42.18 or older),
 # or a newer one given the service model through AWS_DATA_PATH (`cmhost model export DIR`).
@@ -94,10 +96,25 @@ ruby_quote() {
 install_chef_client() {
   if command -v "$CHEF_CLIENT" >/dev/null 2>&1; then log "chef-client is installed"; return 0; fi
   if skip_install; then log "skipping the chef-client install"; return 0; fi
-  command -v curl >/dev/null 2>&1 || die "curl is needed to install chef-client"
-  local args=()
+  local how="install chef-client yourself and run again (set CHEF_CLIENT to its path if it \
+is not on PATH), point CHEF_INSTALL_URL at a copy of the installer this machine can reach, \
+or set CMHOST_SKIP_INSTALL=1 to skip the install"
+  command -v curl >/dev/null 2>&1 || die "curl is needed to download the chef-client \
+installer from $CHEF_INSTALL_URL; $how"
+  local args=() installer status=0
   if [ -n "$CHEF_CLIENT_VERSION" ]; then args=(-v "$CHEF_CLIENT_VERSION"); fi
-  curl -fsSL --retry 3 "$CHEF_INSTALL_URL" | bash -s -- ${args[@]+"${args[@]}"}
+  installer="$(mktemp)"
+  # Downloaded first, not piped to bash: a failed download must stop here, said plainly.
+  curl -fsSL --retry 3 -o "$installer" "$CHEF_INSTALL_URL" || status=$?
+  if [ "$status" -ne 0 ]; then
+    rm -f "$installer"
+    die "could not download the chef-client installer from $CHEF_INSTALL_URL \
+(curl exit status $status); $how"
+  fi
+  bash "$installer" ${args[@]+"${args[@]}"} || status=$?
+  rm -f "$installer"
+  [ "$status" -eq 0 ] || die "the chef-client installer from $CHEF_INSTALL_URL failed \
+(exit status $status); $how"
 }
 
 install_chef_client
@@ -129,7 +146,19 @@ log "node $NODE_NAME is associated"
 CHEF_CLIENT_ARGS=(-c "$CHEF_DIR/client.rb")
 if [ -n "$RUN_LIST" ]; then CHEF_CLIENT_ARGS+=(-r "$RUN_LIST"); fi
 if [ -n "$CHEF_ENVIRONMENT" ]; then CHEF_CLIENT_ARGS+=(-E "$CHEF_ENVIRONMENT"); fi
-"$CHEF_CLIENT" "${CHEF_CLIENT_ARGS[@]}"
+if skip_agent_run; then
+  log "not running chef-client (CMHOST_SKIP_AGENT_RUN=1); run: $CHEF_CLIENT ${CHEF_CLIENT_ARGS[*]}"
+  exit 0
+fi
+command -v "$CHEF_CLIENT" >/dev/null 2>&1 || die "chef-client ($CHEF_CLIENT) is not \
+installed; node $NODE_NAME is associated: install chef-client, then run \
+$CHEF_CLIENT ${CHEF_CLIENT_ARGS[*]}"
+STATUS=0
+"$CHEF_CLIENT" "${CHEF_CLIENT_ARGS[@]}" || STATUS=$?
+[ "$STATUS" -eq 0 ] || die "the first chef-client run failed (exit status $STATUS) against \
+https://$CHEF_SERVER_ENDPOINT; node $NODE_NAME is associated and its key is \
+$CHEF_DIR/client.pem: see chef-client's messages above"
+log "chef-client ran"
 """
 
 _PUPPET_BODY = r"""
@@ -155,15 +184,45 @@ install_puppet_agent() {
   fi
 }
 
+# The line of `puppet config print` for setting $1 ("name = value"), its value.
+printed() { sed -n "s/^$1 = //p" <<<"$2"; }
+
+# Whether section [$2] of puppet.conf $3 sets $1 (it would override our [main] value).
+set_in_section() {
+  [ -f "$3" ] && awk -v want="$2" -v key="$1" '
+    /^[ \t]*\[/ { gsub(/[][ \t]/, ""); section = $0; next }
+    section == want && $0 ~ "^[ \t]*" key "[ \t]*=" { found = 1 }
+    END { exit !found }' "$3"
+}
+
 install_puppet_agent
 PUPPET="$(find_puppet)" || die "the puppet agent is not installed"
+# A confdir given in PUPPET_CONFDIR is this node's own: the agent is run with it, and the
+# system's puppet service (which reads the system confdir) is left alone.
+SYSTEM_CONFDIR="$("$PUPPET" config print confdir 2>/dev/null || true)"
 if [ -z "${PUPPET_CONFDIR:-}" ]; then
-  PUPPET_CONFDIR="$("$PUPPET" config print confdir 2>/dev/null || echo /etc/puppetlabs/puppet)"
+  PUPPET_CONFDIR="${SYSTEM_CONFDIR:-/etc/puppetlabs/puppet}"
 fi
+mkdir -p "$PUPPET_CONFDIR"
+PUPPET_CONF="$PUPPET_CONFDIR/puppet.conf"
+# `puppet config set` edits puppet.conf in place (other settings and comments stay) but
+# needs the file to exist.
+[ -e "$PUPPET_CONF" ] || : > "$PUPPET_CONF"
+PUPPET_FLAGS=(--confdir "$PUPPET_CONFDIR")
+OWNED=()
+if [ -n "${PUPPET_SSLDIR:-}" ]; then PUPPET_FLAGS+=(--ssldir "$PUPPET_SSLDIR"); OWNED+=(ssldir); fi
+if [ -n "${PUPPET_VARDIR:-}" ]; then PUPPET_FLAGS+=(--vardir "$PUPPET_VARDIR"); OWNED+=(vardir); fi
+SETTINGS="$("$PUPPET" config print "${PUPPET_FLAGS[@]}" --section agent ssldir serverport \
+  2>/dev/null || true)"
 if [ -z "${PUPPET_SSLDIR:-}" ]; then
-  PUPPET_SSLDIR="$("$PUPPET" config print ssldir 2>/dev/null || echo "$PUPPET_CONFDIR/ssl")"
+  PUPPET_SSLDIR="$(printed ssldir "$SETTINGS")"
+  PUPPET_SSLDIR="${PUPPET_SSLDIR:-$PUPPET_CONFDIR/ssl}"
 fi
-mkdir -p "$PUPPET_CONFDIR" "$PUPPET_SSLDIR/private_keys" "$PUPPET_SSLDIR/public_keys" \
+# Puppet 7 names the port serverport; older agents know only masterport.
+PORT_SETTING=masterport
+if [ -n "$(printed serverport "$SETTINGS")" ]; then PORT_SETTING=serverport; fi
+
+mkdir -p "$PUPPET_SSLDIR/private_keys" "$PUPPET_SSLDIR/public_keys" \
   "$PUPPET_SSLDIR/certs" "$PUPPET_SSLDIR/certificate_requests"
 NODE_KEY="$PUPPET_SSLDIR/private_keys/$NODE_NAME.pem"
 NODE_CSR="$PUPPET_SSLDIR/certificate_requests/$NODE_NAME.pem"
@@ -190,19 +249,52 @@ log "node $NODE_NAME is associated"
 
 printf '%s\n' "$CERT" > "$PUPPET_SSLDIR/certs/$NODE_NAME.pem"
 printf '%s\n' "$CA_CERT" > "$PUPPET_SSLDIR/certs/ca.pem"
-{
-  printf '[main]\n'
-  printf 'certname = %s\n' "$NODE_NAME"
-  printf 'server = %s\n' "$PUPPET_SERVER_HOST"
-  if [ -n "$PUPPET_SERVER_PORT" ]; then printf 'serverport = %s\n' "$PUPPET_SERVER_PORT"; fi
-} > "$PUPPET_CONFDIR/puppet.conf"
-chmod 644 "$PUPPET_CONFDIR/puppet.conf" "$PUPPET_SSLDIR/certs/ca.pem" \
-  "$PUPPET_SSLDIR/certs/$NODE_NAME.pem"
+chmod 644 "$PUPPET_SSLDIR/certs/ca.pem" "$PUPPET_SSLDIR/certs/$NODE_NAME.pem"
 
-if ! "$PUPPET" agent --onetime --no-daemonize --verbose --no-splay --no-usecacheonfailure; then
-  log "warning: the first puppet agent run failed; the service will retry"
+# Only the settings this script owns change; the rest of puppet.conf stays as it was.
+own_setting() {
+  local section
+  for section in main agent; do
+    if [ "$section" = main ] || set_in_section "$1" agent "$PUPPET_CONF"; then
+      "$PUPPET" config set "${PUPPET_FLAGS[@]}" --section "$section" "$1" "$2" \
+        || die "could not set $1 in [$section] of $PUPPET_CONF"
+    fi
+  done
+}
+own_setting certname "$NODE_NAME"
+own_setting server "$PUPPET_SERVER_HOST"
+own_setting ca_server "$PUPPET_SERVER_HOST"
+if [ -n "$PUPPET_SERVER_PORT" ]; then own_setting "$PORT_SETTING" "$PUPPET_SERVER_PORT"; fi
+for name in ${OWNED[@]+"${OWNED[@]}"}; do
+  if [ "$name" = ssldir ]; then own_setting ssldir "$PUPPET_SSLDIR"; fi
+  if [ "$name" = vardir ]; then own_setting vardir "$PUPPET_VARDIR"; fi
+done
+chmod 644 "$PUPPET_CONF"
+
+SERVER_AT="$PUPPET_SERVER_HOST${PUPPET_SERVER_PORT:+:$PUPPET_SERVER_PORT}"
+AGENT_ARGS=(agent "${PUPPET_FLAGS[@]}" --onetime --no-daemonize --verbose --no-splay
+  --no-usecacheonfailure --detailed-exitcodes)
+if skip_agent_run; then
+  log "not running the puppet agent (CMHOST_SKIP_AGENT_RUN=1); run: $PUPPET ${AGENT_ARGS[*]}"
+else
+  STATUS=0
+  "$PUPPET" "${AGENT_ARGS[@]}" || STATUS=$?
+  # --detailed-exitcodes: 0 nothing changed, 2 changes applied; anything else failed.
+  if [ "$STATUS" -ne 0 ] && [ "$STATUS" -ne 2 ]; then
+    die "the first puppet agent run against $SERVER_AT failed (exit status $STATUS); node \
+$NODE_NAME is associated and its certificate is in $PUPPET_SSLDIR: see the agent's messages \
+above, then run $PUPPET ${AGENT_ARGS[*]}"
+  fi
+  log "the puppet agent applied its catalog from $SERVER_AT"
 fi
-"$PUPPET" resource service puppet ensure=running enable=true
+
+if [ "$PUPPET_CONFDIR" != "${SYSTEM_CONFDIR:-/etc/puppetlabs/puppet}" ]; then
+  log "not starting the puppet service: it reads ${SYSTEM_CONFDIR:-the system confdir}, \
+not $PUPPET_CONFDIR; run the agent with: $PUPPET ${AGENT_ARGS[*]}"
+elif [ "${CMHOST_START_SERVICE:-1}" = 1 ]; then
+  "$PUPPET" resource service puppet ensure=running enable=true \
+    || die "could not start the puppet service (the agent run succeeded)"
+fi
 """
 
 

@@ -65,13 +65,24 @@ elif op == "describe-node-association-status":
                        expected_cn=association["node"]))
 """
 
+# Stands in for chef-client and puppet: logs its arguments; `puppet config ...` runs the real
+# puppet when FAKE_REAL_PUPPET names it; a run (chef-client, `puppet agent`) exits with
+# FAKE_RUN_EXIT.
 FAKE_AGENT = """#!{python}
 import json, os, sys
 from pathlib import Path
 
+args = sys.argv[1:]
 log = Path(os.environ["FAKE_STATE"]) / (Path(sys.argv[0]).name + ".log")
 with open(log, "a") as handle:
-    handle.write(json.dumps(sys.argv[1:]) + "\\n")
+    handle.write(json.dumps(args) + "\\n")
+if args[:1] == ["config"] and os.environ.get("FAKE_REAL_PUPPET"):
+    os.execv(os.environ["FAKE_REAL_PUPPET"], [os.environ["FAKE_REAL_PUPPET"], *args])
+if Path(sys.argv[0]).name == "chef-client" or args[:1] == ["agent"]:
+    status = int(os.environ.get("FAKE_RUN_EXIT", "0"))
+    if status not in (0, 2):
+        print("Error: the run failed", file=sys.stderr)
+    sys.exit(status)
 """
 
 
@@ -283,6 +294,10 @@ def test_missing_aws_cli_is_reported(run: Run, ca: tuple[str, str]) -> None:
     assert "AWS CLI (aws) is needed" in result.stderr
 
 
+def _config_sets(run: Run) -> list[list[str]]:
+    return [c for c in run.agent_calls("puppet") if c[:2] == ["config", "set"]]
+
+
 def test_puppet_script_installs_a_signed_certificate(run: Run, ca: tuple[str, str]) -> None:
     spec = make_spec("Puppet", endpoint="puppet.example.com:8141")
     result = run(render_userdata(spec, ca_cert_pem=ca[0], run_list="ignored"))
@@ -308,12 +323,139 @@ def test_puppet_script_installs_a_signed_certificate(run: Run, ca: tuple[str, st
     )
     assert spki(key) == spki(cert)
     assert (ssl / "certs" / "ca.pem").read_text().strip() == ca[0].strip()
-    assert (run.tmp / "puppet" / "puppet.conf").read_text() == (
-        "[main]\ncertname = node-1\nserver = puppet.example.com\nserverport = 8141\n"
-    )
+
+    # The settings it owns are set through `puppet config set`, in the given confdir; the
+    # puppet this fake stands for knows no serverport, so the port is masterport.
+    flags = ["--confdir", str(run.tmp / "puppet"), "--ssldir", str(ssl)]
+    assert _config_sets(run) == [
+        ["config", "set", *flags, "--section", "main", name, value]
+        for name, value in [
+            ("certname", "node-1"),
+            ("server", "puppet.example.com"),
+            ("ca_server", "puppet.example.com"),
+            ("masterport", "8141"),
+            ("ssldir", str(ssl)),
+        ]
+    ]
+    # The agent runs with the given confdir and ssldir; the system's puppet service, which
+    # reads another confdir, is not started.
     puppet_calls = run.agent_calls("puppet")
-    assert puppet_calls[0][0] == "agent"
-    assert puppet_calls[-1] == ["resource", "service", "puppet", "ensure=running", "enable=true"]
+    agent = next(c for c in puppet_calls if c[0] == "agent")
+    assert agent[1:5] == flags and "--detailed-exitcodes" in agent
+    assert not [c for c in puppet_calls if c[0] == "resource"]
+    assert "not starting the puppet service" in result.stderr
+
+
+@pytest.mark.parametrize("status", [1, 4, 6])
+def test_a_failed_puppet_agent_run_fails_the_script(
+    run: Run, ca: tuple[str, str], status: int
+) -> None:
+    spec = make_spec("Puppet", endpoint="puppet.example.com:8141")
+    result = run(render_userdata(spec, ca_cert_pem=ca[0]), FAKE_RUN_EXIT=str(status))
+    assert result.returncode != 0
+    assert (
+        f"the first puppet agent run against puppet.example.com:8141 failed "
+        f"(exit status {status})" in result.stderr
+    )
+    assert "node-1 is associated" in result.stderr
+    assert not [c for c in run.agent_calls("puppet") if c[0] == "resource"]
+
+
+def test_a_puppet_agent_run_that_applied_changes_succeeds(
+    run: Run, ca: tuple[str, str]
+) -> None:
+    spec = make_spec("Puppet", endpoint="puppet.example.com:8141")
+    result = run(render_userdata(spec, ca_cert_pem=ca[0]), FAKE_RUN_EXIT="2")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_system_confdir_gets_the_puppet_service(run: Run, ca: tuple[str, str]) -> None:
+    """Without PUPPET_CONFDIR the script uses the system's confdir, whose service it starts."""
+    confdir = run.tmp / "puppet"
+    fake = run.bin / "puppet"
+    fake.write_text(fake.read_text().replace(
+        "args = sys.argv[1:]\n",
+        f"args = sys.argv[1:]\nif args == ['config', 'print', 'confdir']: print({str(confdir)!r})\n",
+    ))
+    spec = make_spec("Puppet", endpoint="puppet.example.com:8141")
+    result = run(render_userdata(spec, ca_cert_pem=ca[0]), PUPPET_CONFDIR="", PUPPET_SSLDIR="")
+    assert result.returncode == 0, result.stderr
+    calls = run.agent_calls("puppet")
+    assert calls[-1] == ["resource", "service", "puppet", "ensure=running", "enable=true"]
+    assert all(c[1:3] == ["--confdir", str(confdir)] for c in calls if c[0] == "agent")
+    # no ssldir was given: it is the confdir's default, and not written to puppet.conf
+    assert (confdir / "ssl" / "certs" / "node-1.pem").exists()
+    assert "ssldir" not in [c[-2] for c in _config_sets(run)]
+
+
+REAL_PUPPET = shutil.which("puppet")
+
+
+@pytest.mark.skipif(REAL_PUPPET is None, reason="needs puppet (apt-get install puppet-agent)")
+def test_puppet_conf_keeps_what_the_script_does_not_own(run: Run, ca: tuple[str, str]) -> None:
+    confdir = run.tmp / "puppet"
+    confdir.mkdir()
+    (confdir / "puppet.conf").write_text(
+        "# written by hand\n[main]\nlogdir = /var/log/mine\nserver = old.example.com\n"
+        "[agent]\nruninterval = 1h\nserver = older.example.com\n"
+    )
+    spec = make_spec("Puppet", endpoint="puppet.example.com:8141")
+    result = run(render_userdata(spec, ca_cert_pem=ca[0]), FAKE_REAL_PUPPET=str(REAL_PUPPET))
+    assert result.returncode == 0, result.stderr
+    conf = (confdir / "puppet.conf").read_text()
+    for kept in ("# written by hand", "logdir = /var/log/mine", "runinterval = 1h"):
+        assert kept in conf
+    assert "old.example.com" not in conf and "older.example.com" not in conf
+    printed = subprocess.run(
+        [str(REAL_PUPPET), "config", "print", "--confdir", str(confdir), "--section", "agent",
+         "server", "ca_server", "serverport", "certname", "ssldir"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.splitlines()
+    assert printed == [
+        "ca_server = puppet.example.com",
+        "certname = node-1",
+        "server = puppet.example.com",
+        "serverport = 8141",
+        f"ssldir = {confdir / 'ssl'}",
+    ]
+
+
+def test_chef_client_download_failure_says_what_failed_and_how_to_skip(
+    run: Run, ca: tuple[str, str]
+) -> None:
+    (run.bin / "chef-client").unlink()
+    url = "http://127.0.0.1:9/install.sh"  # the discard port: nothing listens
+    result = run(render_userdata(make_spec("Chef"), ca_cert_pem=ca[0]), CHEF_INSTALL_URL=url,
+                 CHEF_CLIENT="chef-client")
+    assert result.returncode != 0
+    assert f"could not download the chef-client installer from {url}" in result.stderr
+    assert "CMHOST_SKIP_INSTALL=1" in result.stderr
+    assert run.aws_calls() == []
+
+
+def test_skipped_install_without_chef_client_says_what_to_do(
+    run: Run, ca: tuple[str, str]
+) -> None:
+    (run.bin / "chef-client").unlink()
+    result = run(render_userdata(make_spec("Chef"), ca_cert_pem=ca[0]),
+                 CHEF_CLIENT="chef-client", CMHOST_SKIP_INSTALL="1")
+    assert result.returncode != 0
+    assert "chef-client (chef-client) is not installed; node node-1 is associated" in (
+        result.stderr)
+
+
+def test_a_failed_chef_client_run_fails_the_script(run: Run, ca: tuple[str, str]) -> None:
+    result = run(render_userdata(make_spec("Chef"), ca_cert_pem=ca[0]), FAKE_RUN_EXIT="1")
+    assert result.returncode != 0
+    assert "the first chef-client run failed (exit status 1)" in result.stderr
+
+
+def test_the_first_agent_run_can_be_skipped(run: Run, ca: tuple[str, str]) -> None:
+    result = run(render_userdata(make_spec("Puppet"), ca_cert_pem=ca[0]),
+                 CMHOST_SKIP_AGENT_RUN="1", FAKE_RUN_EXIT="1")
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in run.agent_calls("puppet") if c[0] == "agent"]
+    assert "not running the puppet agent (CMHOST_SKIP_AGENT_RUN=1)" in result.stderr
 
 
 def test_chef_options_are_validated(ca: tuple[str, str]) -> None:
