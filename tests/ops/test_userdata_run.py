@@ -209,12 +209,17 @@ def test_puppet_userdata_installs_the_signed_certificate(cmhost: Cmhost, client:
         cert = load_cert(installed)
         assert_issued_by(cert, load_cert(ca_pem))
         assert common_name(cert) == node
-    conf = (Path(env["PUPPET_CONFDIR"]) / "puppet.conf").read_text()
-    assert f"certname = {node}" in conf
-    assert f"server = {servers['Puppet']['Endpoint']}" in conf
+    # puppet.conf is changed through `puppet config set` in the given confdir, and the agent
+    # runs with that confdir and ssldir; the system's puppet service is left alone.
+    flags = f"--confdir {env['PUPPET_CONFDIR']} --ssldir {env['PUPPET_SSLDIR']}"
     agent = (tmp_path / "agent.log").read_text().splitlines()
-    assert agent[0].startswith("agent --onetime")
-    assert agent[1] == "resource service puppet ensure=running enable=true"
+    host = servers["Puppet"]["Endpoint"].rsplit(":", 1)[0]
+    sets = [line for line in agent if line.startswith("config set")]
+    assert f"config set {flags} --section main certname {node}" in sets
+    assert f"config set {flags} --section main server {host}" in sets
+    runs = [line for line in agent if line.startswith("agent")]
+    assert len(runs) == 1 and runs[0].startswith(f"agent {flags} --onetime")
+    assert not [line for line in agent if line.startswith("resource")]
 
 
 # --- a current awscli ------------------------------------------------------------------------
