@@ -66,3 +66,17 @@ def test_puppet_starter_kit_and_ca(cmhost: Cmhost) -> None:
     # PUPPET_API_CA_CERT is in every DescribeServers; the one-time credentials are not.
     described = _attrs(client.describe_servers(ServerName="kit-puppet")["Servers"][0])
     assert described == {"PUPPET_API_CA_CERT": ca_pem}
+
+
+def test_embedded_kits_say_that_no_service_answers(cmhost: Cmhost) -> None:
+    """cmhost serve's default engine keeps identities only; its kits say so, and how to get
+    a real server."""
+    client = cmhost.client()
+    for name, engine, flag in [("kit-emb-chef", "Chef", "--chef-driver goiardi"),
+                               ("kit-emb-puppet", "Puppet", "--puppet-driver puppetserver")]:
+        server = create_server(client, name, engine)
+        attrs = _attrs(server)
+        readme = _kit(attrs[f"{engine.upper()}_STARTER_KIT"])["README.md"].decode()
+        assert "embedded engine" in readme and flag in readme
+        assert f"nothing answers at `{server['Endpoint']}`" in readme
+        assert "client-tools" not in readme and "8170" not in readme

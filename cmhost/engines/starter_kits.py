@@ -6,6 +6,7 @@ import io
 import json
 import re
 import zipfile
+from typing import Literal
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -37,6 +38,39 @@ def _host(endpoint: str) -> str:
     return endpoint.rsplit(":", 1)[0] if endpoint.count(":") == 1 else endpoint
 
 
+# The engine that serves a kit's server: cmhost's embedded engine (identity only, no
+# service), goiardi (a Chef server) or puppetserver.
+KitEngine = Literal["embedded", "goiardi", "puppetserver"]
+
+
+def kit_engine(spec: ServerSpec) -> KitEngine:
+    """The engine serving `spec`'s server, read from its Endpoint as EngineDriver.allocate_endpoint
+    promises it: a DNS-like name without a port for the embedded engine, `host:port` for a
+    real one. A driver that knows better passes its engine to the kit functions."""
+    host = _host(spec.endpoint)
+    if host == spec.endpoint:
+        return "embedded"
+    return "goiardi" if spec.family == "Chef" else "puppetserver"
+
+
+_EMBEDDED = """## No {family} service answers at this endpoint
+
+This server runs on cmhost's **embedded engine**. It keeps the server's identity (its CA,
+{keys}, the nodes you associate; backups, restores and maintenance keep them), so
+AssociateNode, DisassociateNode and the user data below work; but it runs no {family}
+service: nothing answers at `{endpoint}`, so {clients} cannot reach it (run `userdata.sh`
+with `CMHOST_SKIP_AGENT_RUN=1`: it associates the node, and its first agent run would fail).
+
+For a real {family} server, ask whoever runs cmhost to install {package}
+(`apt-get install goiardi puppetserver puppet-agent` on Debian) and start it with
+`{flag}`; servers created from then on are served by {engine_name}.
+"""
+
+
+def _shell(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
 def _ruby(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -46,10 +80,11 @@ def _ruby(value: str) -> str:
 _CHEF_README = """# Starter kit for the Chef server {name}
 
 This kit lets you manage the OpsWorks CM Chef server `{name}` (engine {engine}
-{version}) at `https://{endpoint}` from this folder.
+{version}) from this folder. {served}
 
 | file | what it is |
 | --- | --- |
+| `chef-api.sh` | a signed Chef API request as `pivotal`, made with curl and openssl |
 | `.chef/knife.rb` | knife configuration: user `pivotal`, organization `default` |
 | `.chef/private.pem` | {key_note} |
 | `.chef/ca_certs/opsworks-cm-ca.pem` | the CA that signed the server's certificate |
@@ -57,33 +92,87 @@ This kit lets you manage the OpsWorks CM Chef server `{name}` (engine {engine}
 | `cookbooks/opsworks-webserver` | an example cookbook that installs a web server |
 | `userdata.sh` | user data that makes a new machine a node of this server |
 
-## First steps
-
-Run everything from this folder.
-
-    knife ssl check                  # the server's certificate chains to .chef/ca_certs
-    knife client list                # talks to the Chef API as pivotal
-    berks install
-    SSL_CERT_FILE=.chef/ca_certs/opsworks-cm-ca.pem berks upload
-    knife cookbook list
-
+{first_steps}
 ## Adding nodes
 
 Pass `userdata.sh` as user data to a new machine (or run it as root on an existing one).
-It installs chef-client, creates the node's key, calls `aws opsworks-cm associate-node`
-and then runs chef-client. Edit `RUN_LIST` in it, for example to
+It installs chef-client (set `CMHOST_SKIP_INSTALL=1` to use the one installed), creates
+the node's key, calls `aws opsworks-cm associate-node` and then runs chef-client
+(`CMHOST_SKIP_AGENT_RUN=1` skips that run). Edit `RUN_LIST` in it, for example to
 `recipe[opsworks-webserver]` once the cookbook is uploaded. The machine needs AWS
 credentials allowed to call AssociateNode and DescribeNodeAssociationStatus.
-
-Or bootstrap a machine you can reach over SSH:
-
-    knife bootstrap HOST -N NODE_NAME --run-list 'recipe[opsworks-webserver]'
 
 ## Keep the private key safe
 
 The pivotal key is the Chef server's superuser credential. The service does not keep it
 and will not show it again; to replace it, call UpdateServerEngineAttributes with a new
 CHEF_PIVOTAL_KEY.
+"""
+
+_CHEF_SERVED = """The Chef API is served by goiardi at `{url}` (host `{host}`,
+port {port}); goiardi serves the one organization at its root, with no
+`/organizations/default` in its paths."""
+
+_CHEF_FIRST_STEPS = """## First steps
+
+Run everything from this folder. `chef-api.sh` needs only bash, curl and openssl (Debian
+does not ship knife):
+
+    ./chef-api.sh GET /users/pivotal    # the server answers as pivotal's own record
+    ./chef-api.sh GET /nodes            # the nodes associated so far
+    ./chef-api.sh GET /clients
+
+The same request without the kit's key is refused:
+
+    curl --cacert .chef/ca_certs/opsworks-cm-ca.pem {url}/nodes   # 401
+
+With Chef Workstation (not in Debian) installed, `.chef/knife.rb` serves knife and
+Berkshelf from this folder: `knife node list`, `berks install && berks upload`.
+"""
+
+# A Chef API request signed as pivotal (Mixlib::Authentication 1.3, SHA-256) with curl and
+# openssl, the tools a Debian machine has.
+_CHEF_API_SH = r"""#!/bin/bash
+# chef-api.sh METHOD PATH [JSON BODY]: one Chef API request to {name}, signed as pivotal.
+# e.g. ./chef-api.sh GET /nodes
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+SERVER_URL={server_url}
+KEY="$HERE/.chef/private.pem"
+CA="$HERE/.chef/ca_certs/opsworks-cm-ca.pem"
+USER_ID="${{CHEF_USER:-pivotal}}"
+[ -r "$KEY" ] || {{ echo "chef-api.sh: $KEY is missing: put pivotal's private key there" >&2; exit 1; }}
+METHOD="${{1:-GET}}"
+REQUEST_PATH="${{2:-/users/pivotal}}"
+BODY="${{3:-}}"
+# The signed path: the server URL's path plus the request's, without query or final slash.
+BASE_PATH="/${{SERVER_URL#https://*/}}"
+[ "$BASE_PATH" = "/$SERVER_URL" ] && BASE_PATH=""
+SIGNED_PATH="$BASE_PATH${{REQUEST_PATH%%\?*}}"
+SIGNED_PATH="${{SIGNED_PATH%/}}"
+STAMP="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+HASH="$(printf '%s' "$BODY" | openssl dgst -sha256 -binary | openssl base64 -A)"
+CANONICAL="Method:$METHOD
+Path:$SIGNED_PATH
+X-Ops-Content-Hash:$HASH
+X-Ops-Sign:version=1.3
+X-Ops-Timestamp:$STAMP
+X-Ops-UserId:$USER_ID
+X-Ops-Server-API-Version:1"
+SIGNATURE="$(printf '%s' "$CANONICAL" | openssl dgst -sha256 -sign "$KEY" | openssl base64 -A)"
+HEADERS=(-H "Accept: application/json" -H "X-Chef-Version: 12.0.0"
+  -H "X-Ops-Sign: algorithm=sha256;version=1.3;" -H "X-Ops-Userid: $USER_ID"
+  -H "X-Ops-Timestamp: $STAMP" -H "X-Ops-Content-Hash: $HASH"
+  -H "X-Ops-Server-API-Version: 1")
+N=1
+while read -r LINE; do
+  HEADERS+=(-H "X-Ops-Authorization-$N: $LINE")
+  N=$((N + 1))
+done < <(fold -w 60 <<<"$SIGNATURE")
+if [ -n "$BODY" ]; then HEADERS+=(-H "Content-Type: application/json" --data-binary "$BODY"); fi
+curl -sS --fail-with-body --cacert "$CA" -X "$METHOD" "${{HEADERS[@]}}" \
+  "$SERVER_URL$REQUEST_PATH"
+echo
 """
 
 _KNIFE_RB = """# knife configuration for the Chef server {name}
@@ -150,14 +239,25 @@ end
 """
 
 
+def _port(endpoint: str) -> str:
+    return endpoint[len(_host(endpoint)) + 1:]
+
+
 def chef_starter_kit(
     spec: ServerSpec,
     *,
     ca_cert_pem: str,
     pivotal_private_key_pem: str | None,
     userdata: str,
+    engine: KitEngine | None = None,
 ) -> bytes:
-    """The Chef starter kit: a ZIP with one top-level folder named after the server."""
+    """The Chef starter kit: a ZIP with one top-level folder named after the server.
+
+    Its README says what serves the server (`engine`, else `kit_engine(spec)`): for goiardi,
+    the Chef API's URL and how to call it; for the embedded engine, that no Chef service
+    answers and how to get one.
+    """
+    engine = engine or kit_engine(spec)
     root = f"{spec.name}/"
     server_url = _ruby(f"https://{spec.endpoint}/organizations/default")
     key_note = (
@@ -165,16 +265,33 @@ def chef_starter_kit(
         if pivotal_private_key_pem
         else "not included: you gave the pivotal public key, put its private key here"
     )
+    # goiardi serves its one organization at the root of the endpoint.
+    api_url = f"https://{spec.endpoint}"
+    if engine == "embedded":
+        served = ""
+        first_steps = _EMBEDDED.format(
+            family="Chef", keys="the pivotal key", endpoint=spec.endpoint,
+            clients="knife, chef-client and `chef-api.sh`", package="goiardi",
+            flag="cmhost serve --chef-driver goiardi", engine_name="goiardi",
+        )
+    else:
+        served = _CHEF_SERVED.format(url=api_url, host=_host(spec.endpoint),
+                                     port=_port(spec.endpoint))
+        first_steps = _CHEF_FIRST_STEPS.format(url=api_url)
     files: dict[str, tuple[str, int]] = {
         "README.md": (
             _CHEF_README.format(
                 name=spec.name,
                 engine=spec.engine,
                 version=spec.engine_version,
-                endpoint=spec.endpoint,
+                served=served,
+                first_steps=first_steps,
                 key_note=key_note,
             ),
             _PUBLIC,
+        ),
+        "chef-api.sh": (
+            _CHEF_API_SH.format(name=spec.name, server_url=_shell(api_url)), _EXECUTABLE
         ),
         "Berksfile": (_BERKSFILE, _PUBLIC),
         "cookbooks/opsworks-webserver/metadata.rb": (_COOKBOOK_METADATA, _PUBLIC),
@@ -194,38 +311,56 @@ def chef_starter_kit(
 _PUPPET_README = """# Starter kit for the Puppet server {name}
 
 This kit lets you manage the OpsWorks CM Puppet server `{name}` (engine {engine}
-{version}) at `{host}`.
+{version}) from this folder. {served}
 
 | file | what it is |
 | --- | --- |
 | `.config/ssl/cert/ca.pem` | the server's CA (also PUPPET_API_CA_CERT in DescribeServers) |
 | `.config/ssl/cert/{admin}.pem` | a client certificate for `{admin}`, issued for this kit |
 | `.config/ssl/private_key/{admin}.pem` | its private key: keep it safe, it is not stored |
-| `.config/puppetlabs/client-tools/puppet-code.conf` | Code Manager at port 8170 |
-| `.config/puppetlabs/client-tools/puppetdb.conf` | PuppetDB at port 8081 |
-| `control-repo/` | a control repository skeleton (roles, profiles, Hiera data) |
+{tool_rows}| `control-repo/` | a control repository skeleton (roles, profiles, Hiera data) |
 | `userdata.sh` | user data that makes a new machine a node of this server |
 
-## First steps
-
-The client-tool configuration uses paths relative to this folder, so run the tools here:
-
-    puppet-code --config-file .config/puppetlabs/client-tools/puppet-code.conf deploy --all --wait
-    puppet-query --config-file .config/puppetlabs/client-tools/puppetdb.conf 'nodes[certname] {{}}'
-
-Push `control-repo/` to the Git repository given as PUPPET_R10K_REMOTE; its `production`
-branch becomes the `production` environment.
-
+{first_steps}
 ## Adding nodes
 
 Pass `userdata.sh` as user data to a new machine (or run it as root on an existing one).
-It installs the Puppet agent, sends a CSR through `aws opsworks-cm associate-node`,
-installs the signed certificate and the CA, and starts the agent. The machine needs AWS
-credentials allowed to call AssociateNode and DescribeNodeAssociationStatus.
+It installs the Puppet agent (set `CMHOST_SKIP_INSTALL=1` to use the one installed), sends
+a CSR through `aws opsworks-cm associate-node`, installs the signed certificate and the CA,
+sets `server`, `ca_server`, the port and `certname` with `puppet config set` and runs the
+agent once (`CMHOST_SKIP_AGENT_RUN=1` skips that run). `PUPPET_CONFDIR` and `PUPPET_SSLDIR`
+choose other directories than the system's. The machine needs AWS credentials allowed to
+call AssociateNode and DescribeNodeAssociationStatus.
 
 Each starter kit carries a newly issued client certificate; the service keeps no copy of
 its private key.
 """
+
+_PUPPET_SERVED = """puppetserver serves it at `{endpoint}` (host `{host}`, port
+{port})."""
+
+_PUPPET_FIRST_STEPS = """## First steps
+
+Run everything from this folder; curl and `puppet agent` (Debian's `puppet-agent`) are
+all it takes.
+
+    curl --cacert .config/ssl/cert/ca.pem https://{endpoint}/status/v1/simple   # running
+    curl --cacert .config/ssl/cert/ca.pem --cert .config/ssl/cert/{admin}.pem \\
+      --key .config/ssl/private_key/{admin}.pem \\
+      https://{endpoint}/puppet-ca/v1/certificate_revocation_list/ca
+
+A node's agent reaches the server with these settings (`userdata.sh` sets them for you):
+
+    puppet agent --test --server {host} --serverport {port} --certname NODE_NAME
+
+The agent's certificate is signed through AssociateNode, not by puppetserver's own
+autosigning: run `userdata.sh`, or send the CSR yourself with `aws opsworks-cm
+associate-node --engine-attributes Name=PUPPET_NODE_CSR,Value=...`.
+{tools}"""
+
+_PUPPET_TOOLS = """
+The client tools' configuration uses paths relative to this folder, so run them here:
+{lines}"""
 
 _ENVIRONMENT_CONF = "modulepath = site:modules:$basemodulepath\nmanifest = manifests/site.pp\n"
 
@@ -290,33 +425,56 @@ def puppet_starter_kit(
     client_cert_pem: str,
     client_key_pem: str,
     userdata: str,
+    engine: KitEngine | None = None,
+    code_manager_url: str | None = None,
+    puppetdb_url: str | None = None,
 ) -> bytes:
     """The Puppet starter kit: a ZIP with one top-level folder named after the server.
 
-    The client credential files are named after the client certificate's common name.
+    The client credential files are named after the client certificate's common name. Its
+    README says what serves the server (`engine`, else `kit_engine(spec)`); the client-tool
+    configurations for Code Manager and PuppetDB are included only when the server serves
+    them (their URLs given), so the kit names no service that nothing answers.
     """
+    engine = engine or kit_engine(spec)
     root = f"{spec.name}/"
     host = _host(spec.endpoint)
     admin = _common_name(client_cert_pem)
     cacert = ".config/ssl/cert/ca.pem"
     cert = f".config/ssl/cert/{admin}.pem"
     key = f".config/ssl/private_key/{admin}.pem"
-    puppet_code = {
-        "service-url": f"https://{host}:8170/code-manager",
-        "cacert": cacert,
-        "cert": cert,
-        "key": key,
-    }
-    puppetdb = {
-        "puppetdb": {
-            "server_urls": f"https://{host}:8081",
-            "cacert": cacert,
-            "cert": cert,
-            "key": key,
-        }
-    }
+    tools: dict[str, tuple[str, int]] = {}
+    rows, lines = "", ""
+    if code_manager_url:
+        conf = ".config/puppetlabs/client-tools/puppet-code.conf"
+        tools[conf] = (json.dumps({"service-url": code_manager_url, "cacert": cacert,
+                                   "cert": cert, "key": key}, indent=2) + "\n", _PUBLIC)
+        rows += f"| `{conf}` | Code Manager at `{code_manager_url}` |\n"
+        lines += f"\n    puppet-code --config-file {conf} deploy --all --wait\n"
+    if puppetdb_url:
+        conf = ".config/puppetlabs/client-tools/puppetdb.conf"
+        tools[conf] = (json.dumps({"puppetdb": {"server_urls": puppetdb_url, "cacert": cacert,
+                                                "cert": cert, "key": key}}, indent=2) + "\n",
+                       _PUBLIC)
+        rows += f"| `{conf}` | PuppetDB at `{puppetdb_url}` |\n"
+        lines += f"\n    puppet-query --config-file {conf} 'nodes[certname] {{}}'\n"
+    if engine == "embedded":
+        served = ""
+        first_steps = _EMBEDDED.format(
+            family="Puppet", keys="its certificates", endpoint=spec.endpoint,
+            clients="`puppet agent` and curl", package="puppetserver and puppet-agent",
+            flag="cmhost serve --puppet-driver puppetserver", engine_name="puppetserver",
+        )
+    else:
+        port = _port(spec.endpoint)
+        served = _PUPPET_SERVED.format(endpoint=spec.endpoint, host=host, port=port)
+        first_steps = _PUPPET_FIRST_STEPS.format(
+            endpoint=spec.endpoint, host=host, port=port, admin=admin,
+            tools=_PUPPET_TOOLS.format(lines=lines) if lines else "",
+        )
     readme = _PUPPET_README.format(
-        name=spec.name, engine=spec.engine, version=spec.engine_version, host=host, admin=admin
+        name=spec.name, engine=spec.engine, version=spec.engine_version, served=served,
+        admin=admin, tool_rows=rows, first_steps=first_steps,
     )
     files: dict[str, tuple[str, int]] = {
         "README.md": (readme, _PUBLIC),
@@ -324,14 +482,7 @@ def puppet_starter_kit(
         cacert: (ca_cert_pem.strip() + "\n", _PUBLIC),
         cert: (client_cert_pem.strip() + "\n", _PUBLIC),
         key: (client_key_pem.strip() + "\n", _PRIVATE),
-        ".config/puppetlabs/client-tools/puppet-code.conf": (
-            json.dumps(puppet_code, indent=2) + "\n",
-            _PUBLIC,
-        ),
-        ".config/puppetlabs/client-tools/puppetdb.conf": (
-            json.dumps(puppetdb, indent=2) + "\n",
-            _PUBLIC,
-        ),
+        **tools,
         "control-repo/environment.conf": (_ENVIRONMENT_CONF, _PUBLIC),
         "control-repo/Puppetfile": (_PUPPETFILE, _PUBLIC),
         "control-repo/hiera.yaml": (_HIERA_YAML, _PUBLIC),

@@ -115,13 +115,10 @@ def test_puppet_kit_carries_client_credentials_and_tool_configs(
     assert _mode(kit, root + ".config/ssl/private_key/admin.pem") == 0o600
     assert files[root + "userdata.sh"].decode() == USERDATA
 
-    code = json.loads(files[root + ".config/puppetlabs/client-tools/puppet-code.conf"])
-    assert code["service-url"] == f"https://{puppet_spec.endpoint}:8170/code-manager"
-    db = json.loads(files[root + ".config/puppetlabs/client-tools/puppetdb.conf"])["puppetdb"]
-    assert db["server_urls"] == f"https://{puppet_spec.endpoint}:8081"
-    for conf in (code, db):
-        for field in ("cacert", "cert", "key"):
-            assert root + conf[field] in files, conf[field]
+    # The embedded engine serves neither Code Manager nor PuppetDB: no configuration for them.
+    assert not [name for name in files if "client-tools" in name]
+    readme = files[root + "README.md"].decode()
+    assert "8170" not in readme and "8081" not in readme and "puppet-code" not in readme
 
     for name in [
         "control-repo/environment.conf",
@@ -138,16 +135,101 @@ def test_puppet_kit_carries_client_credentials_and_tool_configs(
     assert b"include role::base" in files[root + "control-repo/manifests/site.pp"]
 
 
-def test_puppet_kit_uses_endpoint_host_without_port(
+def test_puppet_kit_configures_client_tools_only_for_services_given(
+    ca: tuple[str, str], client: tuple[str, str], tmp_path: Path
+) -> None:
+    spec = make_spec("Puppet", endpoint="puppet.example.com:8140")
+    kit = puppet_starter_kit(
+        spec, ca_cert_pem=ca[0], client_cert_pem=client[0], client_key_pem=client[1],
+        userdata="", code_manager_url="https://puppet.example.com:8170/code-manager",
+        puppetdb_url="https://puppet.example.com:8081",
+    )
+    with zipfile.ZipFile(io.BytesIO(kit)) as archive:
+        archive.extractall(tmp_path)
+    tools = tmp_path / "MyServer/.config/puppetlabs/client-tools"
+    code = json.loads((tools / "puppet-code.conf").read_text())
+    assert code["service-url"] == "https://puppet.example.com:8170/code-manager"
+    db = json.loads((tools / "puppetdb.conf").read_text())["puppetdb"]
+    assert db["server_urls"] == "https://puppet.example.com:8081"
+    for conf in (code, db):
+        for field in ("cacert", "cert", "key"):
+            assert (tmp_path / "MyServer" / conf[field]).exists(), conf[field]
+    readme = (tmp_path / "MyServer/README.md").read_text()
+    assert "puppet-code --config-file" in readme and "puppet-query --config-file" in readme
+
+
+# --- each engine's README names what its server runs, with host and port ---------------
+
+def _readme(kit: bytes) -> str:
+    return _files(kit)["MyServer/README.md"].decode()
+
+
+def _puppet_kit(spec: ServerSpec, ca: tuple[str, str], client: tuple[str, str]) -> bytes:
+    return puppet_starter_kit(spec, ca_cert_pem=ca[0], client_cert_pem=client[0],
+                              client_key_pem=client[1], userdata="")
+
+
+def test_goiardi_kit_readme_gives_the_api_url_with_its_port(
+    ca: tuple[str, str], rsa_key: rsa.RSAPrivateKey
+) -> None:
+    spec = make_spec("Chef", endpoint="127.0.0.1:45123")
+    kit = chef_starter_kit(spec, ca_cert_pem=ca[0],
+                           pivotal_private_key_pem=pki.private_key_pem(rsa_key), userdata="")
+    readme = _readme(kit)
+    assert "goiardi at `https://127.0.0.1:45123`" in readme
+    assert "./chef-api.sh GET /nodes" in readme
+    assert "`127.0.0.1`," in readme and "port 45123" in readme
+    assert "embedded engine" not in readme
+    # chef-api.sh signs for goiardi's root URL, not /organizations/default
+    script = _files(kit)["MyServer/chef-api.sh"].decode()
+    assert "SERVER_URL='https://127.0.0.1:45123'\n" in script
+    assert _mode(kit, "MyServer/chef-api.sh") == 0o755
+
+
+def test_puppetserver_kit_readme_gives_host_and_port(
+    ca: tuple[str, str], client: tuple[str, str]
+) -> None:
+    readme = _readme(_puppet_kit(make_spec("Puppet", endpoint="127.0.0.1:45124"), ca, client))
+    assert "puppetserver serves it at `127.0.0.1:45124`" in readme
+    assert "https://127.0.0.1:45124/status/v1/simple" in readme
+    assert "--server 127.0.0.1 --serverport 45124" in readme
+    assert "at `127.0.0.1`" not in readme  # the port is never dropped
+    for service in ("puppet-code", "puppet-query", "PuppetDB", "Code Manager", "8170", "8081"):
+        assert service not in readme, service
+
+
+@pytest.mark.parametrize("family", ["Chef", "Puppet"])
+def test_embedded_kit_readme_says_no_service_runs_and_how_to_get_one(
+    family: str, ca: tuple[str, str], client: tuple[str, str]
+) -> None:
+    spec = make_spec(family)  # type: ignore[arg-type]
+    kit = (chef_starter_kit(spec, ca_cert_pem=ca[0], pivotal_private_key_pem=None, userdata="")
+           if family == "Chef" else _puppet_kit(spec, ca, client))
+    readme = _readme(kit)
+    assert f"runs no {family}\nservice" in readme or f"runs no {family} service" in readme
+    assert "embedded engine" in readme
+    assert "apt-get install goiardi puppetserver puppet-agent" in readme
+    flag = "--chef-driver goiardi" if family == "Chef" else "--puppet-driver puppetserver"
+    assert flag in readme
+    assert "./chef-api.sh GET" not in readme and "status/v1/simple" not in readme
+    assert "CMHOST_SKIP_AGENT_RUN=1" in readme
+
+
+def test_an_explicit_engine_overrides_the_endpoint(
+    ca: tuple[str, str], client: tuple[str, str]
+) -> None:
+    readme = _readme(puppet_starter_kit(
+        make_spec("Puppet", endpoint="127.0.0.1:45125"), ca_cert_pem=ca[0],
+        client_cert_pem=client[0], client_key_pem=client[1], userdata="", engine="embedded"))
+    assert "embedded engine" in readme
+
+
+def test_puppet_kit_of_a_host_port_endpoint_is_puppetserver(
     ca: tuple[str, str], client: tuple[str, str], tmp_path: Path
 ) -> None:
     spec = make_spec("Puppet", endpoint="puppet.example.com:8140")
     kit = puppet_starter_kit(
         spec, ca_cert_pem=ca[0], client_cert_pem=client[0], client_key_pem=client[1], userdata=""
     )
-    with zipfile.ZipFile(io.BytesIO(kit)) as archive:
-        archive.extractall(tmp_path)
-    conf = tmp_path / "MyServer/.config/puppetlabs/client-tools/puppetdb.conf"
-    assert json.loads(conf.read_text())["puppetdb"]["server_urls"] == (
-        "https://puppet.example.com:8081"
-    )
+    assert "embedded engine" not in _readme(kit)
+    assert "https://puppet.example.com:8140/status/v1/simple" in _readme(kit)
