@@ -73,16 +73,23 @@ def count_exec_calls(url: str) -> int:
 class Database:
     """Plain reads of one database (SQLite through sqlite3, which recovers a killed
     process's WAL and, closing last, removes it; PostgreSQL through psycopg). Within `with`,
-    the reads share one connection, closed at the end; else each read has its own."""
+    the reads share one connection, closed at the end (with `snapshot`, on PostgreSQL, they
+    see the database as it was at the first); else each read has its own."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, snapshot: bool = False) -> None:
         self.url = url
+        self.snapshot = snapshot
         self.is_sqlite = url.startswith("sqlite:///")
         self.path = Path(url.removeprefix("sqlite:///")) if self.is_sqlite else None
         self._conn: Any = None
 
     def __enter__(self) -> Self:
         self._conn = self._connect()
+        if self.snapshot and not self.is_sqlite:
+            import psycopg
+
+            self._conn.autocommit = False
+            self._conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -201,7 +208,8 @@ class PostgresWatch:
         name = url.rsplit("/", 1)[1]
         return self.conn.execute(
             text("SELECT 1 FROM pg_stat_activity WHERE datname = :name "
-                 "AND pid <> pg_backend_pid()"), {"name": name}).first() is not None
+                 "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"),
+            {"name": name}).first() is not None
 
     def close(self) -> None:
         self.conn.close()

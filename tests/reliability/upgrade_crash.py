@@ -195,11 +195,11 @@ class UpgradeCampaign:
         """One upgrade killed at a random moment or at an exact point; False when it ran to
         the end first (an exact point it did not reach, or a moment after its end)."""
         crash_at, which, n, point, delay = None, "", 0, "", None
-        if self.report.kills % 2:  # every other kill at an exact point, three in four a statement
+        if self.report.kills % 2 == 0:  # every other kill at an exact point, 3 in 4 a statement
             which = "exec" if self.rng.random() < 0.75 else "commit"
             n = self.rng.randint(1, self.bounds[which])
             when = self.rng.choice(("before", "after"))
-            if self.report.kills == 1:  # the first: after the first statement (the issue's)
+            if self.report.kills == 0:  # the first: after the first statement (the issue's)
                 which, n, when = "exec", 1, "after"
             point = f"{when} {'statement' if which == 'exec' else 'commit'}"
             target = dbstate.EXEC_POINT if which == "exec" else dbstate.COMMIT_POINT
@@ -300,7 +300,13 @@ class UpgradeCampaign:
             f"[{'; '.join(self.history)}]: {problem}\nfiles: {self.workdir}")
 
     def _check_left_at_a_revision(self, url: str) -> None:
-        with dbstate.Database(url) as db:
+        if self.watch is not None:
+            # The killed process's server session may still be finishing what it had sent
+            # (a COMMIT, say): look once it is gone, and at one moment (a snapshot).
+            deadline = time.monotonic() + 30
+            while self.watch.connected(url) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        with dbstate.Database(url, snapshot=True) as db:
             self._check_at_a_revision(db)
 
     def _check_at_a_revision(self, db: dbstate.Database) -> None:
