@@ -10,10 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.reliability import dbstate
-from tests.support import POSTGRES_URL, ROOT, Cmhost, fresh_database_url
+from tests.support import ROOT, Cmhost, fresh_database_url
 
 
 def _upgrade_command(workdir: Path, url: str) -> list[str]:
@@ -52,9 +50,6 @@ def _half_created(workdir: Path) -> str:
     return url
 
 
-@pytest.mark.skipif(POSTGRES_URL is not None, reason=(
-    "on PostgreSQL the migrations take turns, but two first starts at once still race in "
-    "app._check_master_key (both insert meta master_key_check: duplicate key meta_pkey)"))
 def test_two_upgrades_of_a_fresh_database_at_once_both_succeed(tmp_path: Path) -> None:
     for attempt in range(2):
         workdir = tmp_path / f"attempt-{attempt}"
