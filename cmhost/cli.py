@@ -41,8 +41,10 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-limit", type=int, help="default servers per account and region")
     p.add_argument("--backup-limit", type=int,
                    help="default manual backups per account and region")
-    p.add_argument("--puppet-driver", choices=["embedded", "puppetserver"])
-    p.add_argument("--chef-driver", choices=["embedded", "goiardi"])
+    p.add_argument("--puppet-driver", choices=["embedded", "puppetserver"],
+                   help="what runs new Puppet servers (CMHOST_PUPPET_DRIVER, default embedded)")
+    p.add_argument("--chef-driver", choices=["embedded", "goiardi"],
+                   help="what runs new Chef servers (CMHOST_CHEF_DRIVER, default embedded)")
     p.add_argument("--engine-host", help="address real engines listen on (default 127.0.0.1)")
     p.add_argument("--engine-ports", help="port range for real engines (default 18140-18999)")
     p.add_argument("--java-heap", help="puppetserver heap size (default 1g)")
@@ -56,7 +58,8 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--credential-pool", type=int, metavar="SERVERS",
                    help="servers' worth of RSA keys and passwords the worker makes ahead of "
                         "CreateServer (CMHOST_CREDENTIAL_POOL, default 4; 0: off)")
-    p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"],
+                   help="(CMHOST_LOG_LEVEL, default info)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (CMHOST_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (CMHOST_PORT, default 4580)")
     serve.add_argument("--throttle", choices=["on", "off"], help="AWS throttling (default on)")
-    serve.add_argument("--no-worker", action="store_true", help="serve the API only")
+    serve.add_argument("--no-worker", action="store_true", default=None,
+                       help="serve the API only (CMHOST_NO_WORKER=1)")
     serve.add_argument("--public-url",
                        help="URL nodes use to reach this API in user data (CMHOST_PUBLIC_URL)")
     serve.add_argument("--admin-token",
@@ -138,8 +142,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
     throttle = getattr(args, "throttle", None)
     if throttle is not None:
         values["throttle"] = throttle == "on"
-    if getattr(args, "no_worker", False):
+    if getattr(args, "no_worker", None):
         values["run_worker"] = False
+    if args.command == "worker":  # the worker command is the worker, whatever CMHOST_NO_WORKER says
+        values["run_worker"] = True
     return Settings(**values)  # type: ignore[arg-type]
 
 

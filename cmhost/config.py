@@ -127,50 +127,88 @@ class Settings:
                 "on 127.0.0.1")
 
 
+# Values a CMHOST_* variable may take when its flag takes a fixed set (the flag's choices).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "CMHOST_CLOCK": ("real", "virtual"),
+    "CMHOST_PUPPET_DRIVER": ("embedded", "puppetserver"),
+    "CMHOST_CHEF_DRIVER": ("embedded", "goiardi"),
+    "CMHOST_LOG_LEVEL": ("debug", "info", "warning", "error"),
+}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+# Variable, Settings field, and how its text becomes the field's value.
+_SIMPLE: tuple[tuple[str, str, type], ...] = (
+    ("CMHOST_HOST", "host", str),
+    ("CMHOST_PORT", "port", int),
+    ("CMHOST_DATA_DIR", "data_dir", Path),
+    ("CMHOST_DATABASE_URL", "database_url", str),
+    ("CMHOST_MASTER_KEY_FILE", "master_key_file", Path),
+    ("CMHOST_PROVISIONING_SECONDS", "provisioning_seconds", float),
+    ("CMHOST_DELETION_SECONDS", "deletion_seconds", float),
+    ("CMHOST_SERVER_LIMIT", "server_limit", int),
+    ("CMHOST_BACKUP_LIMIT", "backup_limit", int),
+    ("CMHOST_BLOB_URL", "blob_url", str),
+    ("CMHOST_ENGINE_HOST", "engine_host", str),
+    ("CMHOST_ENGINE_PORTS", "engine_ports", str),
+    ("CMHOST_JAVA_HEAP", "java_heap", str),
+    ("CMHOST_HEALTH_INTERVAL", "health_interval", float),
+    ("CMHOST_EVENTS_PER_SERVER", "events_per_server", int),
+    ("CMHOST_JOB_LEASE_SECONDS", "job_lease_seconds", float),
+    ("CMHOST_CREDENTIAL_POOL", "credential_pool", int),
+    ("CMHOST_HEADER_TIMEOUT", "header_timeout", float),
+    ("CMHOST_BODY_TIMEOUT", "body_timeout", float),
+    ("CMHOST_PUBLIC_URL", "public_url", str),
+    ("CMHOST_CLOCK", "clock", str),
+    ("CMHOST_PUPPET_DRIVER", "puppet_driver", str),
+    ("CMHOST_CHEF_DRIVER", "chef_driver", str),
+    ("CMHOST_LOG_LEVEL", "log_level", str),
+)
+# Variables that are on or off (as their flags are).
+_SWITCHES: tuple[tuple[str, str], ...] = (
+    ("CMHOST_THROTTLE", "throttle"),
+    ("CMHOST_ACCEPT_NEW_DATABASE", "accept_new_database"),
+    ("CMHOST_NO_WORKER", "no_worker"),
+)
+_KIND_WORDS = {int: "a whole number", float: "a number"}
+
+
+def _switch(name: str, text: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"{name}={text!r} is neither on nor off (use one of: "
+                     f"{', '.join(_TRUE + _FALSE)})")
+
+
 def env_defaults() -> dict[str, object]:
-    """CMHOST_* variables as Settings keyword arguments (flags override them)."""
+    """CMHOST_* variables as Settings keyword arguments (flags override them).
+
+    A value the variable's flag would refuse is refused here too, as a ValueError of one line
+    that names the variable (the CLI prints it): a typo must not silently keep a default."""
     env = os.environ
     out: dict[str, object] = {}
-    if "CMHOST_HOST" in env:
-        out["host"] = env["CMHOST_HOST"]
-    if "CMHOST_PORT" in env:
-        out["port"] = int(env["CMHOST_PORT"])
-    if "CMHOST_DATA_DIR" in env:
-        out["data_dir"] = Path(env["CMHOST_DATA_DIR"])
-    if "CMHOST_DATABASE_URL" in env:
-        out["database_url"] = env["CMHOST_DATABASE_URL"]
-    if "CMHOST_MASTER_KEY_FILE" in env:
-        out["master_key_file"] = Path(env["CMHOST_MASTER_KEY_FILE"])
-    if "CMHOST_CLOCK" in env:
-        out["clock"] = env["CMHOST_CLOCK"]
-    if "CMHOST_THROTTLE" in env:
-        out["throttle"] = env["CMHOST_THROTTLE"].lower() not in ("off", "0", "false", "no")
-    if "CMHOST_PROVISIONING_SECONDS" in env:
-        out["provisioning_seconds"] = float(env["CMHOST_PROVISIONING_SECONDS"])
-    if "CMHOST_DELETION_SECONDS" in env:
-        out["deletion_seconds"] = float(env["CMHOST_DELETION_SECONDS"])
-    if "CMHOST_SERVER_LIMIT" in env:
-        out["server_limit"] = int(env["CMHOST_SERVER_LIMIT"])
-    if "CMHOST_BACKUP_LIMIT" in env:
-        out["backup_limit"] = int(env["CMHOST_BACKUP_LIMIT"])
-    if "CMHOST_BLOB_URL" in env:
-        out["blob_url"] = env["CMHOST_BLOB_URL"]
-    for name, key, kind in (("CMHOST_ENGINE_HOST", "engine_host", str),
-                            ("CMHOST_ENGINE_PORTS", "engine_ports", str),
-                            ("CMHOST_JAVA_HEAP", "java_heap", str),
-                            ("CMHOST_HEALTH_INTERVAL", "health_interval", float),
-                            ("CMHOST_EVENTS_PER_SERVER", "events_per_server", int),
-                            ("CMHOST_JOB_LEASE_SECONDS", "job_lease_seconds", float),
-                            ("CMHOST_CREDENTIAL_POOL", "credential_pool", int),
-                            ("CMHOST_HEADER_TIMEOUT", "header_timeout", float),
-                            ("CMHOST_BODY_TIMEOUT", "body_timeout", float)):
-        if name in env:
-            out[key] = kind(env[name])
-    if "CMHOST_PUBLIC_URL" in env:
-        out["public_url"] = env["CMHOST_PUBLIC_URL"]
+    for name, key, kind in _SIMPLE:
+        if name not in env:
+            continue
+        text = env[name]
+        allowed = CHOICES.get(name)
+        if allowed is not None and text not in allowed:
+            raise ValueError(f"{name}={text!r} is not one of: {', '.join(allowed)}")
+        try:
+            out[key] = kind(text)
+        except ValueError:
+            raise ValueError(f"{name}={text!r} is not {_KIND_WORDS.get(kind, 'valid')}"
+                             ) from None
+    for name, key in _SWITCHES:
+        if env.get(name, "").strip():  # set but empty: as if unset
+            value = _switch(name, env[name])
+            if key == "no_worker":
+                out["run_worker"] = not value
+            else:
+                out[key] = value
     if env.get("CMHOST_ADMIN_TOKEN"):
         out["admin_token"] = env["CMHOST_ADMIN_TOKEN"]
-    if "CMHOST_ACCEPT_NEW_DATABASE" in env:
-        out["accept_new_database"] = env["CMHOST_ACCEPT_NEW_DATABASE"].lower() in (
-            "1", "true", "yes", "on")
     return out
