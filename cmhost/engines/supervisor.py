@@ -11,6 +11,7 @@ cmhost restarts. Drivers use it like this:
     sup.restart(key, spec)    # stop (if running) and start again, keeps supervising
     sup.stop(key, spec)       # stop supervising; SIGTERM, then SIGKILL after stop_timeout
     sup.release(key)          # stop supervising, leave the process running
+    sup.take_notices()        # RestartNotice of each process the monitor restarted, once
     sup.close()               # stop the monitor thread; every process keeps running
 
 - A process is started in its own session (`start_new_session=True`, so signals sent to
@@ -21,6 +22,10 @@ cmhost restarts. Drivers use it like this:
 - The monitor thread checks every `poll_interval` seconds; a process that died is started
   again after a backoff that doubles from `min_backoff` to `max_backoff` while it keeps dying
   within `stable_after` seconds of its start, and goes back to `min_backoff` once it ran longer.
+- Each restart by the monitor leaves a `RestartNotice` (key, old and new pid, exit status)
+  that `take_notices()` hands out once: the service layer turns it into an event and a
+  status, as this module knows nothing of either. Stops and restarts asked for through
+  `stop`/`restart` leave none: they are not crashes.
 - `close()` leaves processes running on purpose: the next cmhost calls `ensure` and re-attaches,
   so engines keep serving across a cmhost restart.
 
@@ -42,6 +47,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +88,42 @@ class ProcessStatus:
     started_at: float | None  # time.time() of the last start or attach
 
 
+@dataclass(frozen=True)
+class RestartNotice:
+    """The monitor found a supervised process gone and started it again."""
+
+    key: str
+    name: str
+    old_pid: int | None
+    new_pid: int
+    exit_code: int | None  # the returncode (-9: killed by SIGKILL); None when not ours to reap
+    at: float  # time.time() of the new start
+
+    @property
+    def exit_status(self) -> str:
+        """'status -9 (SIGKILL)', 'status 1', or why it is not known."""
+        return describe_status(self.exit_code)
+
+    @property
+    def message(self) -> str:
+        return (f"The engine process (pid {self.old_pid}) exited with {self.exit_status} and "
+                f"was restarted (pid {self.new_pid}).")
+
+
+def describe_status(code: int | None) -> str:
+    """A process's exit status for people: 'status -9 (SIGKILL)', 'status 0'."""
+    if code is None:
+        # A process of an earlier cmhost (re-attached by pid file) is not our child: its
+        # status went to whoever reaps it, not to us.
+        return "an unknown status (it was not started by this cmhost)"
+    if code < 0:
+        try:
+            return f"status {code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"status {code} (signal {-code})"
+    return f"status {code}"
+
+
 @dataclass
 class _Entry:
     spec: ProcessSpec
@@ -91,6 +133,8 @@ class _Entry:
     started_wall: float | None = None
     restarts: int = 0
     last_exit: str | None = None
+    exit_code: int | None = None  # of the last death, when it was our child
+    dead_pid: int | None = None  # the pid that died, until the restart's notice names it
     backoff: float = 0.0
     restart_at: float | None = None  # monotonic time of the next start attempt
 
@@ -210,6 +254,8 @@ class Supervisor:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Notices nobody took yet; bounded, as a crash loop with no reader must not grow it.
+        self._notices: deque[RestartNotice] = deque(maxlen=1000)
 
     # --- public -----------------------------------------------------------------------
 
@@ -228,7 +274,12 @@ class Supervisor:
                 entry.restart_at = None
                 log.info("re-attached to %s (pid %s)", spec.name, pid)
             else:
+                # A pid we had that is gone now died on its own (stop() forgets the entry):
+                # starting it again is a restart as much as the monitor's.
+                dead = entry.dead_pid if entry.restart_at is not None else entry.pid
                 self._start(entry)
+                if dead is not None:
+                    self._restarted(key, entry, dead)
             self._ensure_thread()
             assert entry.pid is not None
             return entry.pid
@@ -271,6 +322,13 @@ class Supervisor:
             return ProcessStatus(pid=entry.pid, alive=alive, restarts=entry.restarts,
                                  last_exit=entry.last_exit, started_at=entry.started_wall)
 
+    def take_notices(self) -> list[RestartNotice]:
+        """The restarts since the last call, oldest first; each is handed out once."""
+        with self._lock:
+            taken = list(self._notices)
+            self._notices.clear()
+        return taken
+
     def close(self) -> None:
         """Stop the monitor thread; processes keep running (the next cmhost re-attaches)."""
         self._stop.set()
@@ -289,11 +347,13 @@ class Supervisor:
             code = entry.popen.poll()
             if code is not None:
                 entry.last_exit = _describe_exit(code)
+                entry.exit_code = code
                 return False
             return True
         if is_ours(entry.pid, entry.spec.marker):
             return True
-        entry.last_exit = entry.last_exit if entry.restart_at else "gone"
+        if not entry.restart_at:
+            entry.last_exit, entry.exit_code = "gone", None
         return False
 
     def _start(self, entry: _Entry) -> None:
@@ -302,6 +362,14 @@ class Supervisor:
         entry.started_at, entry.started_wall = time.monotonic(), time.time()
         entry.restart_at = None
         log.info("started %s (pid %s)", entry.spec.name, entry.pid)
+
+    def _restarted(self, key: str, entry: _Entry, old_pid: int | None) -> None:
+        entry.restarts += 1
+        assert entry.pid is not None
+        self._notices.append(RestartNotice(
+            key=key, name=entry.spec.name, old_pid=old_pid, new_pid=entry.pid,
+            exit_code=entry.exit_code, at=entry.started_wall or time.time()))
+        entry.dead_pid = None
 
     def _kill(self, entry: _Entry, spec: ProcessSpec) -> None:
         pids = {p for p in (entry.pid, read_pid(spec)) if p is not None}
@@ -340,6 +408,7 @@ class Supervisor:
                     else:
                         entry.backoff = min(self.max_backoff, entry.backoff * 2)
                     entry.restart_at = now + entry.backoff
+                    entry.dead_pid = entry.pid
                     log.warning("%s (pid %s) stopped (%s); restarting in %.0f s",
                                 entry.spec.name, entry.pid, entry.last_exit, entry.backoff)
                     entry.popen = None
@@ -348,7 +417,7 @@ class Supervisor:
                     continue
                 try:
                     self._start(entry)
-                    entry.restarts += 1
+                    self._restarted(key, entry, entry.dead_pid)
                 except SupervisorError as exc:
                     log.error("%s: %s", key, exc)
                     entry.backoff = min(self.max_backoff, max(entry.backoff, 1) * 2)

@@ -1,4 +1,12 @@
-"""Health monitoring: settled servers are checked every few seconds; changes write events."""
+"""Health monitoring: settled servers are checked every few seconds; changes write events.
+
+Engine crashes are seen at once, not on the next checks: the supervisors of the drivers leave
+a notice for each engine process they restarted, which the monitor drains on every worker
+tick into an event with the exit status and, on a settled server, the status UNHEALTHY. A
+restarted engine is then checked every second until it answers (HEALTHY, with an event); it
+stays UNHEALTHY, not CONNECTION_LOST, while it comes up. The supervisors run in the process
+that starts the engines: the worker (`cmhost worker`, or `serve` without --no-worker), where
+this ticker runs too; an API-only process starts none and so has no notices."""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import logging
 import time
 
 from cmhost.engines.base import EngineError
+from cmhost.engines.supervisor import RestartNotice, Supervisor
 from cmhost.service import events, states
 from cmhost.service.records import server_material, server_spec
 from cmhost.service.runtime import Runtime
@@ -16,6 +25,15 @@ log = logging.getLogger("cmhost.health")
 WATCHED = (states.HEALTHY, states.UNHEALTHY, states.CONNECTION_LOST, states.RUNNING)
 # An engine must be unreachable on this many checks in a row to be CONNECTION_LOST.
 LOST_AFTER = 2
+# Where a restart notice may set the status: settled states the monitor owns. In the others an
+# operation owns the status (BACKING_UP, RESTORING, MODIFYING, DELETING...): the event is
+# written, the status left to the operation.
+MARKABLE = (states.HEALTHY, states.UNHEALTHY, states.CONNECTION_LOST)
+# A restarted engine stays UNHEALTHY (not CONNECTION_LOST) while it does not answer, this long
+# at most: puppetserver's JVM takes one to two minutes on a busy host.
+RESTART_GRACE = 600.0
+# How often a restarted engine is checked until it answers, whatever the interval.
+RESTART_RECHECK = 1.0
 
 
 class HealthMonitor:
@@ -28,22 +46,85 @@ class HealthMonitor:
         self._next = 0.0
         self._resumed: set[str] = set()
         self._unreachable: dict[str, int] = {}
+        # server id -> time.monotonic() of its engine's restart, until it answers again
+        self._restarted: dict[str, float] = {}
+        self._recheck_at = 0.0
 
     def next_due(self, now: float) -> float | None:
         return None
 
     def tick(self, now: float) -> int:
+        changed = self._take_restart_notices()
+        if self._restarted and time.monotonic() >= self._recheck_at:
+            self._recheck_at = time.monotonic() + RESTART_RECHECK
+            changed += self._check_restarted()
         if time.monotonic() < self._next:
-            return 0
+            return changed
         self._next = time.monotonic() + self.interval
         with self.rt.db.read() as conn:
-            rows = [r for r in repo.all_servers(conn) if r["status"] in WATCHED]
-        changed = 0
+            rows = [r for r in repo.all_servers(conn)
+                    if r["status"] in WATCHED and r["id"] not in self._restarted]
         for row in rows:
             try:
                 changed += self._check(row)
             except Exception as exc:
                 if not self.rt.db.unavailable(exc):  # an outage is logged once, by the database
+                    log.exception("health check of server %s failed", row["name"])
+        return changed
+
+    def _supervisors(self) -> list[Supervisor]:
+        found: dict[int, Supervisor] = {}
+        for driver in self.rt.drivers.by_name.values():
+            # The drivers keep their supervisor to themselves for now (`_supervisor`).
+            sup = getattr(driver, "supervisor", None) or getattr(driver, "_supervisor", None)
+            if isinstance(sup, Supervisor):
+                found[id(sup)] = sup
+        return list(found.values())
+
+    def _take_restart_notices(self) -> int:
+        changed = 0
+        for sup in self._supervisors():
+            for notice in sup.take_notices():
+                try:
+                    changed += self._record_restart(notice)
+                except Exception as exc:
+                    if not self.rt.db.unavailable(exc):
+                        log.exception("recording the restart of %s failed", notice.name)
+        return changed
+
+    def _record_restart(self, notice: RestartNotice) -> int:
+        """The restart as an event; a settled server UNHEALTHY until its engine answers."""
+        now = self.rt.clock.now()
+        with self.rt.db.write() as conn:
+            row = repo.get_server_by_id(conn, notice.key)
+            if row is None:
+                return 0  # deleted meanwhile
+            marked = row["status"] in MARKABLE and repo.transition_server(
+                conn, row["id"], [row["status"]], status=states.UNHEALTHY,
+                status_reason=f"{notice.message} It does not answer yet.", updated_at=now)
+            until = " The server is UNHEALTHY until it answers again." if marked else ""
+            events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
+                          message=notice.message + until)
+        log.warning("server %s: %s", row["name"], notice.message)
+        if marked:
+            self._restarted[row["id"]] = time.monotonic()
+            self._unreachable.pop(row["id"], None)
+            self._recheck_at = 0.0
+        return 1
+
+    def _check_restarted(self) -> int:
+        with self.rt.db.read() as conn:
+            rows = {r["id"]: r for r in repo.get_servers_by_ids(conn, list(self._restarted))}
+        changed = 0
+        for server_id in list(self._restarted):
+            row = rows.get(server_id)
+            if row is None or row["status"] not in MARKABLE:
+                self._restarted.pop(server_id, None)  # gone, or an operation owns it now
+                continue
+            try:
+                changed += self._check(row)
+            except Exception as exc:
+                if not self.rt.db.unavailable(exc):
                     log.exception("health check of server %s failed", row["name"])
         return changed
 
@@ -59,6 +140,13 @@ class HealthMonitor:
             self._resumed.add(row["id"])
         health = driver.check_health(spec, material)
         status = health.status
+        restarted_at = self._restarted.get(row["id"])
+        if restarted_at is not None:
+            coming_up = time.monotonic() - restarted_at < RESTART_GRACE
+            if status == states.HEALTHY or not coming_up:
+                self._restarted.pop(row["id"], None)
+            elif status == states.CONNECTION_LOST:
+                return 0  # still starting: UNHEALTHY with the restart as its reason
         if status == states.CONNECTION_LOST:
             misses = self._unreachable.get(row["id"], 0) + 1
             self._unreachable[row["id"]] = misses
