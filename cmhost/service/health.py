@@ -99,12 +99,15 @@ class HealthMonitor:
             row = repo.get_server_by_id(conn, notice.key)
             if row is None:
                 return 0  # deleted meanwhile
+            reason = f"{notice.message} It does not answer yet."
+            events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
+                          message=notice.message)
             marked = row["status"] in MARKABLE and repo.transition_server(
                 conn, row["id"], [row["status"]], status=states.UNHEALTHY,
-                status_reason=f"{notice.message} It does not answer yet.", updated_at=now)
-            until = " The server is UNHEALTHY until it answers again." if marked else ""
-            events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
-                          message=notice.message + until)
+                status_reason=reason, updated_at=now)
+            if marked and row["status"] != states.UNHEALTHY:  # as every change of status
+                events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
+                              message=f"Health check: the server is UNHEALTHY: {reason}")
         log.warning("server %s: %s", row["name"], notice.message)
         if marked:
             self._restarted[row["id"]] = time.monotonic()

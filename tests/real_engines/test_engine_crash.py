@@ -66,8 +66,9 @@ def _check_story(client: Any, name: str, pid: int, new_pid: int | None,
     assert any(s == "UNHEALTHY" for s, _ in seen), seen
     assert not any(s == "CONNECTION_LOST" for s, _ in seen), seen
     messages = events(client, name)  # newest first
-    assert messages[:2] == ["Health check: the server is HEALTHY.",
-                            f"{said} The server is UNHEALTHY until it answers again."], messages
+    assert messages[:3] == [
+        "Health check: the server is HEALTHY.",
+        f"Health check: the server is UNHEALTHY: {said} It does not answer yet.", said], messages
 
 
 @pytest.fixture
