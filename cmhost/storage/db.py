@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import itertools
 import threading
 import time
@@ -46,8 +45,6 @@ _SQLITE_DAMAGE = frozenset({11, 26})
 # PostgreSQL SQLSTATEs that keep a start from connecting at all: no such database, the
 # credentials refused (besides the connection exceptions of _TRANSIENT_CLASSES).
 _CANNOT_CONNECT = ("3D", "28")
-# The disk read-only or full, as the operating system tells it (blob and temporary files).
-_OS_STORAGE_FAULTS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT})
 
 
 def sqlite_storage_fault(error: BaseException) -> bool:
@@ -260,6 +257,12 @@ class Database:
         if self._outage.active:
             self._succeeded(writing=True)
 
+    @property
+    def outage_active(self) -> bool:
+        """Whether this process sees the database in an episode of unavailability (one of
+        its own operations failed for it, and none has succeeded since)."""
+        return self._outage.active
+
     def _failed(self, error: BaseException, *, writing: bool) -> None:
         if self.unavailable(error):
             self._outage.failed(self.reason(error), writing=writing)
@@ -419,13 +422,13 @@ class Database:
                 raw.invalidate()
 
     def unavailable(self, error: BaseException) -> bool:
-        """Whether `error` means the database cannot serve for now and a retry may succeed:
-        SQLite locked or busy past its timeout, its disk read-only, full or failing, its
-        file gone; a server unreachable, a connection lost, the pool exhausted, a
-        serialization failure, a read-only or full server."""
+        """Whether `error` is the database's own and means it cannot serve for now, a retry
+        may succeed: SQLite locked or busy past its timeout, its disk read-only, full or
+        failing, its file gone; a server unreachable, a connection lost, the pool exhausted,
+        a serialization failure, a read-only or full server. Only errors the database
+        raised: a full disk met by the blob store or an engine (an OSError) is not one,
+        it is that step's failure, retried and told as any other."""
         if isinstance(error, (exc.TimeoutError, exc.DisconnectionError, DatabaseNotWritable)):
-            return True
-        if isinstance(error, OSError) and error.errno in _OS_STORAGE_FAULTS:
             return True
         if isinstance(error, exc.DBAPIError):
             if error.connection_invalidated:

@@ -52,8 +52,9 @@ class Worker(BackgroundLoop):
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._run_lock = threading.Lock()
         # Jobs claimed by this worker whose step could not finish because the database was
-        # unavailable (read-only, full, unreachable): their leases are handed back as soon as
-        # it takes writes again, so they run at once rather than after lease_seconds.
+        # in an outage (its file read-only, its disk full, its server unreachable): their
+        # leases are handed back as soon as it takes writes again, so they run at once
+        # rather than after lease_seconds.
         self._stranded: list[Job] = []
         # Held by the background loop while it ticks and runs jobs, and by whoever drives the
         # worker by hand (the virtual clock's advance), so the two never interleave.
@@ -82,11 +83,17 @@ class Worker(BackgroundLoop):
                   payload=row["payload"] or {}, step=row["step"], attempts=row["attempts"])
         try:
             self._run_claimed(job)
-        except Exception as exc:
-            if self.db.unavailable(exc):
+        except Exception:
+            if self._database_out():
                 self._stranded.append(job)
             raise
         return True
+
+    def _database_out(self) -> bool:
+        """Whether the database itself is in an outage: then a job cut short by it is not at
+        fault. A full or read-only disk met elsewhere (the blob store, an engine) is the
+        step's own failure: retried with backoff, counted, logged, failed at last."""
+        return self.db.outage_active
 
     def _run_claimed(self, job: Job) -> None:
         handler = self.handlers.get(job.kind)
@@ -96,7 +103,7 @@ class Worker(BackgroundLoop):
         try:
             outcome = handler.run(job)
         except Exception as exc:  # a step failed: retry, then give up cleanly
-            if self.db.unavailable(exc):
+            if self.db.unavailable(exc) and self._database_out():
                 raise  # not the step's failure: it runs again once the database is back
             detail = f"{type(exc).__name__}: {caller_message(exc)}"  # shown to callers
             log.warning("job %s (%s/%s) failed: %s\n%s", job.id, job.kind, job.step, detail,

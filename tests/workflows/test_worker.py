@@ -165,3 +165,33 @@ def test_outcome_is_not_recorded_when_the_lease_was_lost(db: Database) -> None:
     with db.read() as conn:
         row = repo.get_job(conn, job_id)
     assert row is not None and row["status"] == "pending" and row["lease_owner"] == "other"
+
+
+def test_a_full_disk_outside_the_database_is_the_steps_failure(
+        db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """ENOSPC from the blob store or an engine (the database is fine) is retried with backoff,
+    counted, logged, and the job fails at last: not a database outage that strands the job
+    and runs it again every second, silently, forever."""
+    import errno
+
+    clock = VirtualClock()
+
+    class FullDisk(Steps):
+        def run(self, job: Job) -> Outcome:
+            self.ran.append(job.step)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    steps = FullDisk()
+    worker = Worker(db, clock, {"steps": steps})
+    job_id = _enqueue(db, clock)
+    with caplog.at_level("WARNING", logger="cmhost.worker"):
+        for _ in range(MAX_ATTEMPTS + 3):
+            worker.run_due()
+            clock.advance_to(clock.now() + 120)
+    assert len(steps.ran) == MAX_ATTEMPTS
+    assert steps.gave_up and "No space left on device" in steps.gave_up[0]
+    assert not db.outage_active
+    with db.read() as conn:
+        assert repo.get_job(conn, job_id)["status"] == "failed"  # type: ignore[index]
+    assert sum("No space left on device" in r.getMessage() for r in caplog.records) \
+        == MAX_ATTEMPTS
