@@ -271,7 +271,7 @@ class GoiardiDriver:
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx
-        self._supervisor = Supervisor()
+        self.supervisor = Supervisor()
         # The goiardi pid cmhost expects to serve each server: set when cmhost starts or
         # attaches to it, cleared when cmhost stops it. A different live pid means goiardi
         # died and was started again (by the supervisor, or by whoever ensured it first).
@@ -375,11 +375,11 @@ class GoiardiDriver:
 
     def _stop(self, spec: ServerSpec, root: Path) -> None:
         """Stop goiardi (SIGTERM: it writes its data file, then exits) and its supervision."""
-        self._supervisor.stop(spec.server_id, self._process(spec, root, []))
+        self.supervisor.stop(spec.server_id, self._process(spec, root, []))
         self._expected_pid.pop(spec.server_id, None)
 
     def _alive(self, spec: ServerSpec) -> bool:
-        status = self._supervisor.status(spec.server_id)
+        status = self.supervisor.status(spec.server_id)
         return status is not None and status.alive
 
     def _argv(self, spec: ServerSpec, root: Path, port: int) -> list[str]:
@@ -476,9 +476,9 @@ class GoiardiDriver:
                 raise EngineError(f"port {port} on {self._ctx.engine_host} is taken by another "
                                   "program; goiardi cannot listen there")
             if running and changed:
-                pid = self._supervisor.restart(spec.server_id, process)  # the new certificate
+                pid = self.supervisor.restart(spec.server_id, process)  # the new certificate
             else:
-                pid = self._supervisor.ensure(spec.server_id, process)
+                pid = self.supervisor.ensure(spec.server_id, process)
         except SupervisorError as exc:
             raise EngineError(str(exc)) from None
         if not crashed:
@@ -601,14 +601,14 @@ class GoiardiDriver:
         root = self.server_dir(spec)
         if not (root / ENGINE_FILE).exists():
             return Health("CONNECTION_LOST", "The engine's state directory is gone.")
-        if self._supervisor.status(spec.server_id) is None:  # not supervised by this cmhost yet
+        if self.supervisor.status(spec.server_id) is None:  # not supervised by this cmhost yet
             try:
                 with locked(root):
                     self._ensure_running(spec, root, material)
             except EngineError as exc:
                 return Health("CONNECTION_LOST",
                               f"goiardi could not be started: {caller_message(exc)}")
-        status = self._supervisor.status(spec.server_id)
+        status = self.supervisor.status(spec.server_id)
         if status is None or not status.alive or status.pid is None:
             exit_ = status.last_exit if status and status.last_exit else "not running"
             return Health("CONNECTION_LOST", f"goiardi has stopped ({exit_}); cmhost is "
@@ -645,7 +645,7 @@ class GoiardiDriver:
 
     def close(self) -> None:
         """Stop watching; the goiardi processes keep serving until resumed or destroyed."""
-        self._supervisor.close()
+        self.supervisor.close()
 
     def destroy(self, spec: ServerSpec) -> None:
         """Stop goiardi and remove the server's directory (fine if already gone)."""

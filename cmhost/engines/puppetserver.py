@@ -159,7 +159,7 @@ class PuppetServerDriver:
 
     def __init__(self, ctx: DriverContext, *, supervisor: Supervisor | None = None) -> None:
         self._ctx = ctx
-        self._supervisor = supervisor or Supervisor()
+        self.supervisor = supervisor or Supervisor()
         self._contexts: dict[tuple[str, str], ssl.SSLContext] = {}
         self._lock = threading.Lock()
         # server id -> what its last restore revoked, until the restore job takes it
@@ -328,15 +328,15 @@ class PuppetServerDriver:
         port = self._port(spec)
         try:
             if restart:
-                self._supervisor.stop(spec.server_id, process)
-            status = self._supervisor.status(spec.server_id)
+                self.supervisor.stop(spec.server_id, process)
+            status = self.supervisor.status(spec.server_id)
             running = status is not None and status.alive
             if not running and read_pid(process) is None and not port_is_free(
                     self._ctx.engine_host, port):
                 raise EngineError(
                     f"Port {port} on {self._ctx.engine_host} is taken by another program; "
                     "the Puppet server cannot listen there.")
-            self._supervisor.ensure(spec.server_id, process)
+            self.supervisor.ensure(spec.server_id, process)
         except SupervisorError as exc:
             raise EngineError(f"The Puppet server could not start: {exc}") from None
 
@@ -373,7 +373,7 @@ class PuppetServerDriver:
                                    f"HTTP {response.status} {body[:100]!r} on {STATUS_PATH}")
 
     def _process_note(self, spec: ServerSpec) -> str:
-        status = self._supervisor.status(spec.server_id)
+        status = self.supervisor.status(spec.server_id)
         if status is None:
             return "; it is not supervised by this cmhost"
         if not status.alive:
@@ -394,16 +394,16 @@ class PuppetServerDriver:
 
     def close(self) -> None:
         """Stop supervising; every puppetserver keeps running for the next cmhost."""
-        self._supervisor.close()
+        self.supervisor.close()
 
     def destroy(self, spec: ServerSpec) -> None:
         """Stop the server's puppetserver and remove its directory (fine if already gone)."""
         root = self.server_dir(spec.server_id)
         with locked(root):
             if root.exists():
-                self._supervisor.stop(spec.server_id, self._process(spec, Layout(root)))
+                self.supervisor.stop(spec.server_id, self._process(spec, Layout(root)))
             else:
-                self._supervisor.release(spec.server_id)
+                self.supervisor.release(spec.server_id)
             remove_leftovers(Layout(root).state)
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(root)
@@ -567,7 +567,7 @@ class PuppetServerDriver:
         with locked(paths.root):
             revoked = self._revoke_later_issues(paths, files, material)
             process = self._process(spec, paths)
-            self._supervisor.stop(spec.server_id, process)
+            self.supervisor.stop(spec.server_id, process)
             try:
                 replace_dir(paths.state, files, dirs=(f"ca/{puppet_ca.SIGNED}",
                                                       f"ca/{puppet_ca.REQUESTS}", "code"))

@@ -75,8 +75,7 @@ class HealthMonitor:
     def _supervisors(self) -> list[Supervisor]:
         found: dict[int, Supervisor] = {}
         for driver in self.rt.drivers.by_name.values():
-            # The drivers keep their supervisor to themselves for now (`_supervisor`).
-            sup = getattr(driver, "supervisor", None) or getattr(driver, "_supervisor", None)
+            sup = getattr(driver, "supervisor", None)  # the real engines' drivers have one
             if isinstance(sup, Supervisor):
                 found[id(sup)] = sup
         return list(found.values())
