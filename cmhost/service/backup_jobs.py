@@ -17,21 +17,16 @@ from cmhost.service.artifacts import (
     store_artifact,
 )
 from cmhost.service.engine_options import full_version
-from cmhost.service.job_base import ServerJob
+from cmhost.service.job_base import READY_SECONDS, ServerJob, chain, next_check
 from cmhost.service.step_logs import StepLog, new_log_name, step_log_key
 from cmhost.storage import repo
 from cmhost.storage.repo import Row
 from cmhost.workflows.jobs import Effects, Job, Outcome, finish, goto
 
-# After provisioning, a restore or a maintenance, cmhost keeps asking the engine for its
-# health (every 2, 4, 8, then 10 seconds) for this long before settling for what it says: a
-# real JVM takes a minute or two to start.
-READY_SECONDS = 300.0
 
-
-def next_check(now: float, checks: int, deadline: float) -> float:
-    """When to ask a starting engine for its health again."""
-    return min(now + min(2.0 ** checks, 10.0), deadline)
+def _ready_deadline(job: Job, now: float) -> float:
+    """Until when a restored or maintained engine is given to answer HEALTHY."""
+    return float(job.payload.get("ready_since") or now) + READY_SECONDS
 
 
 class _ResumedLog(StepLog):
@@ -207,7 +202,7 @@ class RestoreJob(ServerJob):
         for column, value in overrides.items():
             log.add(now, f"{column.replace('_', ' ')}: {value}")
         if health.status == states.HEALTHY:
-            return finish(_chain(self._revoked_event(row, revoked, now),
+            return finish(chain(self._revoked_event(row, revoked, now),
                                  self._settled(row, job, log, health, now, values, overrides)))
         # The engine restarts on the backup's state (a JVM takes a minute): the server stays
         # RESTORING, with its new identity stored, until it answers, as in CreateServer.
@@ -221,22 +216,19 @@ class RestoreJob(ServerJob):
                           message=f"Engine restored from backup {backup_id}; waiting for it "
                                   f"to be ready.")
         return goto("ready", at=next_check(now, 1, now + READY_SECONDS),
-                    effects=_chain(self._revoked_event(row, revoked, now), stored),
+                    effects=chain(self._revoked_event(row, revoked, now), stored),
                     payload={**job.payload, "checks": 1, "ready_since": now,
                              "log_text": log.encode().decode()})
 
     def _ready(self, job: Job, row: Row, now: float) -> Outcome:
         """Ask the restored engine for its health until it is HEALTHY or time is up."""
-        health = self.driver(row).check_health(self.spec(row), self.material(row))
-        checks = int(job.payload.get("checks", 1)) + 1
-        deadline = float(job.payload.get("ready_since") or now) + READY_SECONDS
-        if health.status != states.HEALTHY and now < deadline:
-            return goto("ready", at=next_check(now, checks, deadline),
-                        payload={**job.payload, "checks": checks})
+        check = self.check_ready(job, row, now, _ready_deadline(job, now))
+        if check.next_at is not None:
+            return check.again()
         log = _ResumedLog.of(str(job.payload.get("log_text") or ""))
-        log.add(now, f"health check {checks}: {health.status}"
-                     + (f" ({health.reason})" if health.reason else ""))
-        return finish(self._settled(row, job, log, health, now, {}, {}))
+        log.add(now, f"health check {check.checks}: {check.health.status}"
+                     + (f" ({check.health.reason})" if check.health.reason else ""))
+        return finish(self._settled(row, job, log, check.health, now, {}, {}))
 
     def _revoked_event(self, row: Row, revoked: str, now: float) -> Effects | None:
         return self.event(row, revoked, now) if revoked else None
@@ -363,17 +355,14 @@ class MaintenanceJob(_BackupTaker):
                                  "rebuilt_at": rebuilt_at,
                                  "version": maintained.engine_version})
         if job.step == "ready":
-            health = self.driver(row).check_health(self.spec(row), self.material(row))
-            checks = int(job.payload.get("checks", 1)) + 1
-            deadline = float(job.payload.get("ready_since") or now) + READY_SECONDS
-            if health.status != states.HEALTHY and now < deadline:
-                return goto("ready", at=next_check(now, checks, deadline),
-                            payload={**job.payload, "checks": checks})
+            check = self.check_ready(job, row, now, _ready_deadline(job, now))
+            if check.next_at is not None:
+                return check.again()
             version = job.payload.get("version")
             return finish(self._done(row, job, now, material=self.material(row),
                                      version=str(version) if version else None,
                                      rebuilt_at=float(job.payload.get("rebuilt_at") or now),
-                                     health=health))
+                                     health=check.health))
         raise ValueError(f"unknown step {job.step!r}")
 
     def _log(self, row: Row, job: Job, now: float, *, rebuilt_at: float | None,
@@ -447,13 +436,3 @@ class MaintenanceJob(_BackupTaker):
             return None
         return self._done(row, job, self.rt.clock.now(), failed=error)
 
-
-def _chain(first: Effects | None, then: Effects) -> Effects:
-    """`first`, then `then`, in one transaction."""
-    if first is None:
-        return then
-
-    def both(conn: Connection) -> None:
-        first(conn)
-        then(conn)
-    return both

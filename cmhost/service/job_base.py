@@ -3,17 +3,54 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
 
-from cmhost.engines.base import EngineDriver, EngineMaterial, ServerSpec
-from cmhost.service import events
+from cmhost.engines.base import EngineDriver, EngineMaterial, Health, ServerSpec
+from cmhost.service import events, states
 from cmhost.service.records import server_material, server_spec
 from cmhost.service.runtime import Runtime
 from cmhost.storage import repo
 from cmhost.storage.repo import Row
-from cmhost.workflows.jobs import Effects, Job
+from cmhost.workflows.jobs import Effects, Job, Outcome, goto
+
+# After provisioning, a restore or a maintenance, cmhost keeps asking the engine for its
+# health (every 2, 4, 8, then 10 seconds) for this long before settling for what it says: a
+# real JVM takes a minute or two to start.
+READY_SECONDS = 300.0
+
+
+def next_check(now: float, checks: int, deadline: float) -> float:
+    """When to ask a starting engine for its health again, after `checks` checks."""
+    return min(now + min(2.0 ** checks, 10.0), deadline)
+
+
+def chain(first: Effects | None, then: Effects) -> Effects:
+    """`first`, then `then`, in one transaction."""
+    if first is None:
+        return then
+
+    def both(conn: Connection) -> None:
+        first(conn)
+        then(conn)
+    return both
+
+
+@dataclass(frozen=True)
+class ReadyCheck:
+    """One health check of a starting engine, in a job's "ready" step."""
+
+    health: Health
+    checks: int  # how many checks so far, this one included
+    payload: dict[str, Any]  # the job's payload, counting this check
+    next_at: float | None  # when to ask again; None: HEALTHY, or time is up (settle now)
+
+    def again(self, effects: Effects | None = None) -> Outcome:
+        """The next "ready" step (only while `next_at` is set)."""
+        assert self.next_at is not None
+        return goto("ready", at=self.next_at, payload=self.payload, effects=effects)
 
 
 class ServerJob:
@@ -50,6 +87,17 @@ class ServerJob:
                 "engine_secrets_enc": self.rt.box.encrypt(json.dumps(material.secrets),
                                                           row["arn"]),
                 "engine_attributes": [list(a) for a in shown]}
+
+    def check_ready(self, job: Job, row: Row, now: float, deadline: float, *,
+                    material: EngineMaterial | None = None) -> ReadyCheck:
+        """Ask the engine for its health; when it is not HEALTHY and `deadline` is not past,
+        the check says when to ask again (the count of checks lives in the payload)."""
+        health = self.driver(row).check_health(self.spec(row), material or self.material(row))
+        checks = int(job.payload.get("checks", 0)) + 1
+        payload = {**job.payload, "checks": checks}
+        waiting = health.status != states.HEALTHY and now < deadline
+        return ReadyCheck(health, checks, payload,
+                          next_check(now, checks, deadline) if waiting else None)
 
     def give_up(self, job: Job, error: str) -> Effects | None:
         return None

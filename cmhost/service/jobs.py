@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
-from cmhost.engines.base import EngineDriver, EngineError, EngineMaterial, ServerSpec
+from cmhost.engines.base import EngineError, EngineMaterial
 from cmhost.messages import caller_message, without_paths
 from cmhost.service import backups, events, states
 from cmhost.service.artifacts import ArtifactError, load_artifact
 from cmhost.service.backup_jobs import (
-    READY_SECONDS,
     BackupJob,
     DeleteBackupJob,
     MaintenanceJob,
     RestoreJob,
     restore_revocations,
 )
-from cmhost.service.job_base import ServerJob
+from cmhost.service.job_base import READY_SECONDS, ServerJob, chain
 from cmhost.service.node_jobs import ModifyJob, NodeJob
 from cmhost.service.runtime import Runtime
 from cmhost.service.step_logs import StepLog, owned_by_events, step_log_key
@@ -33,12 +32,12 @@ class CreateServerJob(ServerJob):
         if row is None or row["status"] != states.CREATING:
             return finish()  # deleted or already settled: nothing left to do
         rt = self.rt
-        spec, driver = self.spec(row), self.driver(row)
         now = rt.clock.now()
         if job.step == "start":
             backup_id = job.payload.get("backup_id")
             if backup_id:
                 return self._from_backup(row, str(backup_id), now)
+            spec, driver = self.spec(row), self.driver(row)
             material = self.material(row)
             driver.provision(spec, material)
             provisioned = self.event(row, f"Engine provisioned by the {driver.name} driver; "
@@ -48,17 +47,18 @@ class CreateServerJob(ServerJob):
                 return goto("ready", at=ready_at, effects=provisioned)
             # The provisioning time is over already: check its health now, not after a
             # trip through the queue (a claim, a read and a record saved per server).
-            return self._check_ready(job, row, spec, driver, material, now, first=provisioned)
+            return self._check_ready(job, row, material, now, first=provisioned)
         if job.step == "ready":
-            return self._check_ready(job, row, spec, driver, self.material(row), now)
+            return self._check_ready(job, row, self.material(row), now)
         raise ValueError(f"unknown step {job.step!r}")
 
-    def _check_ready(self, job: Job, row: Row, spec: ServerSpec, driver: EngineDriver,
-                     material: EngineMaterial, now: float, *, first: Effects | None = None
-                     ) -> Outcome:
+    def _check_ready(self, job: Job, row: Row, material: EngineMaterial, now: float, *,
+                     first: Effects | None = None) -> Outcome:
         """HEALTHY when the engine says so; otherwise ask again later, until the deadline.
         `first` are effects of the same step that come before the outcome's."""
-        health = driver.check_health(spec, material)
+        deadline = row["created_at"] + self.rt.settings.provisioning_seconds + READY_SECONDS
+        check = self.check_ready(job, row, now, deadline, material=material)
+        health = check.health
         if health.status == states.HEALTHY:
             def online(conn: Connection) -> None:
                 if repo.transition_server(conn, row["id"], [states.CREATING],
@@ -67,17 +67,13 @@ class CreateServerJob(ServerJob):
                     events.record(conn, server_id=row["id"], server_name=row["name"],
                                   at=now, message=f"Server {row['name']} is online "
                                                   f"and HEALTHY.")
-            return finish(_chain(first, online))
-        checks = int(job.payload.get("checks", 0)) + 1
-        deadline = row["created_at"] + self.rt.settings.provisioning_seconds + READY_SECONDS
-        if now < deadline:
-            return goto("ready", at=min(now + min(2.0 ** checks, 10.0), deadline),
-                        payload={**job.payload, "checks": checks},
-                        effects=_chain(first, self.event(
-                            row, f"Engine not ready yet: {health.reason}", now)))
-        return finish(_chain(first, self._failed(
+            return finish(chain(first, online))
+        if check.next_at is not None:
+            return check.again(chain(first, self.event(
+                row, f"Engine not ready yet: {health.reason}", now)))
+        return finish(chain(first, self._failed(
             row, f"The engine did not become healthy: {health.reason}", now,
-            done=[(now, f"{checks} health checks since provisioning; the last said: "
+            done=[(now, f"{check.checks} health checks since provisioning; the last said: "
                         + health.reason)])))
 
     def _from_backup(self, row: Row, backup_id: str, now: float) -> Outcome:
@@ -200,13 +196,3 @@ def job_handlers(rt: Runtime) -> dict[str, JobHandler]:
         "node": NodeJob(rt), "modify": ModifyJob(rt),
     }
 
-
-def _chain(first: Effects | None, then: Effects) -> Effects:
-    """`first`, then `then`, in one transaction."""
-    if first is None:
-        return then
-
-    def both(conn: Connection) -> None:
-        first(conn)
-        then(conn)
-    return both
