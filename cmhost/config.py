@@ -66,6 +66,13 @@ class Settings:
     # most 1 MiB).
     body_timeout: float = 60.0
 
+    def __post_init__(self) -> None:
+        # Absolute from the start: paths built from it may end in messages, which hide only
+        # absolute paths (cmhost/messages.py), and a relative one would move with the cwd.
+        self.data_dir = Path(self.data_dir).expanduser().absolute()
+        if self.master_key_file is not None:
+            self.master_key_file = Path(self.master_key_file).expanduser().absolute()
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'cmhost.db'}"
@@ -120,6 +127,8 @@ class Settings:
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be more than 0 seconds")
         self.check_public_url()
+        if self.admin_token is not None and not self.admin_token.strip():
+            raise ValueError("--admin-token (CMHOST_ADMIN_TOKEN) must not be empty")
         if self.clock == "virtual" and not self.loopback and not self.admin_token:
             raise ValueError(
                 f"a virtual clock on {self.host} (not loopback) could be moved by anyone "

@@ -122,3 +122,28 @@ def test_a_bad_value_is_refused_in_one_line_before_anything_starts(
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [expected]
     assert not (tmp_path / "data").exists()  # refused before anything was made
+
+
+def test_an_empty_admin_token_is_refused(tmp_path: Path) -> None:
+    """An empty token would let `Authorization: Bearer ` (no value) through."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CMHOST_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "cmhost", "serve", "--host", "0.0.0.0", "--port", "0",
+         "--public-url", "http://127.0.0.1:9", "--admin-token", "",
+         "--data-dir", str(tmp_path / "data"), "--master-key-file", str(tmp_path / "key")],
+        capture_output=True, text=True, env=clean, cwd=ROOT, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "cmhost: error: --admin-token (CMHOST_ADMIN_TOKEN) must not be empty"]
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_relative_data_directory_is_made_absolute(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paths under it may reach messages, which hide absolute paths only."""
+    monkeypatch.chdir(tmp_path)
+    settings = _settings("serve", ["--data-dir", "data", "--master-key-file", "k/master.key"],
+                         {}, monkeypatch)
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.resolved_master_key_file == tmp_path / "k" / "master.key"
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'data' / 'cmhost.db'}"
