@@ -18,7 +18,7 @@ from cmhost.service.artifacts import (
 )
 from cmhost.service.engine_options import full_version
 from cmhost.service.job_base import READY_SECONDS, ServerJob, chain, next_check
-from cmhost.service.step_logs import StepLog, new_log_name, step_log_key
+from cmhost.service.step_logs import StepLog, new_log_name, step_log_key, write_log
 from cmhost.storage import repo
 from cmhost.storage.repo import Row
 from cmhost.workflows.jobs import Effects, Job, Outcome, finish, goto
@@ -70,7 +70,7 @@ class _BackupTaker(ServerJob):
         key, digest, size = store_artifact(rt.blobs, rt.box, backup, artifact)
         log.add(rt.clock.now(), f"stored encrypted as {key}: {size} bytes, sha256 {digest}")
         log.add(rt.clock.now(), f"backup {backup['id']} completed: OK")
-        rt.blobs.put(log_key(backup), log.encode())
+        write_log(rt.blobs, log_key(backup), log)
         return {"status": "OK", "artifact_key": key, "artifact_sha256": digest,
                 "artifact_size": size, "status_description": None}
 
@@ -112,8 +112,8 @@ class BackupJob(_BackupTaker):
         now = self.rt.clock.now()
         if backup["status"] == "IN_PROGRESS":  # never over the log of a backup that is OK
             log = _backup_started(backup)
-            self.rt.blobs.put(log_key(backup), log.add(
-                now, f"backup {backup['id']} failed: {without_paths(reason)}").encode())
+            write_log(self.rt.blobs, log_key(backup), log.add(
+                now, f"backup {backup['id']} failed: {without_paths(reason)}"))
 
         def effects(conn: Connection) -> None:
             repo.transition_backup(conn, backup["id"], ["IN_PROGRESS"], status="FAILED",
@@ -258,9 +258,7 @@ class RestoreJob(ServerJob):
     def _write(self, row: Row, job: Job, log: StepLog) -> str:
         # A job enqueued before logs were named in the payload gets a name now.
         name = str(job.payload.get("log") or new_log_name("restore", self.rt.clock.now()))
-        key = step_log_key(row, name)
-        self.rt.blobs.put(key, log.encode())
-        return key
+        return write_log(self.rt.blobs, step_log_key(row, name), log)
 
     def _failed(self, job: Job, row: Row, backup_id: str, reason: str, return_status: str,
                 now: float, log: StepLog) -> Effects:
@@ -388,9 +386,7 @@ class MaintenanceJob(_BackupTaker):
             log.add(now, f"maintenance failed: {without_paths(failed)}; MaintenanceStatus "
                          "FAILED")
         name = str(payload.get("log") or new_log_name("maintenance", now))
-        key = step_log_key(row, name)
-        self.rt.blobs.put(key, log.encode())
-        return key
+        return write_log(self.rt.blobs, step_log_key(row, name), log)
 
     def _done(self, row: Row, job: Job, now: float, *,
               material: EngineMaterial | None = None, version: str | None = None,

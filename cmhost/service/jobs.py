@@ -18,7 +18,13 @@ from cmhost.service.backup_jobs import (
 from cmhost.service.job_base import READY_SECONDS, ServerJob, chain
 from cmhost.service.node_jobs import ModifyJob, NodeJob
 from cmhost.service.runtime import Runtime
-from cmhost.service.step_logs import StepLog, owned_by_events, step_log_key
+from cmhost.service.step_logs import (
+    StepLog,
+    delete_logs,
+    owned_by_events,
+    step_log_key,
+    write_log,
+)
 from cmhost.storage import repo
 from cmhost.storage.repo import Row
 from cmhost.workflows.jobs import Effects, Job, JobHandler, Outcome, finish, goto
@@ -115,8 +121,8 @@ class CreateServerJob(ServerJob):
         if row["status"] == states.CREATING:  # a settled server keeps what it has
             for moment, text in done or []:
                 log.add(moment, text)
-            self.rt.blobs.put(key, log.add(at, f"creation failed: {without_paths(reason)}; "
-                                               "the server is FAILED").encode())
+            write_log(self.rt.blobs, key, log.add(
+                at, f"creation failed: {without_paths(reason)}; the server is FAILED"))
 
         def effects(conn: Connection) -> None:
             if repo.transition_server(conn, row["id"], [states.CREATING], status=states.FAILED,
@@ -155,9 +161,7 @@ class DeleteServerJob(ServerJob):
             # first, then the rows: a crash in between leaves no log without an event.
             with rt.db.read() as conn:
                 keys = repo.event_log_keys(conn, row["id"])
-            for key in keys:
-                if owned_by_events(key, row["id"]):
-                    rt.blobs.delete(key)
+            delete_logs(rt.blobs, [key for key in keys if owned_by_events(key, row["id"])])
 
             def remove(conn: Connection) -> None:
                 current = repo.get_server_by_id(conn, row["id"])

@@ -9,7 +9,7 @@ from cmhost.messages import caller_message, without_paths
 from cmhost.service import events, states
 from cmhost.service.job_base import ServerJob
 from cmhost.service.nodes import FAILED, IN_PROGRESS, SUCCESS
-from cmhost.service.step_logs import StepLog, node_log_name, step_log_key
+from cmhost.service.step_logs import StepLog, node_log_name, step_log_key, write_log
 from cmhost.storage import repo
 from cmhost.storage.repo import Row
 from cmhost.workflows.jobs import Effects, Job, Outcome, finish, goto
@@ -88,9 +88,7 @@ class NodeJob(ServerJob):
         log.add(now, f"worked by the {self.driver(row).name} driver on {row['engine']} "
                      f"{row['engine_version']}")
         log.add(now, f"{request['action']} failed: {without_paths(error)}")
-        key = step_log_key(row, node_log_name(request["token"]))
-        self.rt.blobs.put(key, log.encode())
-        return key
+        return write_log(self.rt.blobs, step_log_key(row, node_log_name(request["token"])), log)
 
     def give_up(self, job: Job, error: str) -> Effects | None:
         with self.rt.db.read() as conn:

@@ -61,11 +61,14 @@ def owned_by_events(key: str, server_id: str) -> bool:
             and parts[4] == server_id)
 
 
-def write(blobs: BlobStore, key: str, log: StepLog) -> str:
+def write_log(blobs: BlobStore, key: str, log: StepLog) -> str:
+    """Store `log` under `key` (over what was there: a retried step writes its log again);
+    returns the key, for the event that links to it."""
     blobs.put(key, log.encode())
     return key
 
 
-def delete_all(blobs: BlobStore, keys: list[str]) -> None:
+def delete_logs(blobs: BlobStore, keys: list[str]) -> None:
+    """Remove those logs (a key already gone is no error)."""
     for key in keys:
         blobs.delete(key)
