@@ -6,7 +6,13 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from cmhost.engines.base import EngineDriver, EngineError, EngineMaterial, Health
+from cmhost.engines.base import (
+    EngineDriver,
+    EngineError,
+    EngineMaterial,
+    Health,
+    HealthStatus,
+)
 from cmhost.engines.issuance import RevokesOnRestore, revoked_note
 from cmhost.messages import caller_message, without_paths
 from cmhost.service import backups, events, states
@@ -27,6 +33,14 @@ from cmhost.workflows.jobs import Effects, Job, Outcome, finish, goto
 def _ready_deadline(job: Job, now: float) -> float:
     """Until when a restored or maintained engine is given to answer HEALTHY."""
     return float(job.payload.get("ready_since") or now) + READY_SECONDS
+
+
+def _not_ready(job: Job, error: str) -> Health:
+    """The engine's health when its health checks failed for good in the "ready" step: the
+    last it reported, with why cmhost stopped asking."""
+    status: HealthStatus = ("CONNECTION_LOST" if job.payload.get("health") == "CONNECTION_LOST"
+                            else "UNHEALTHY")
+    return Health(status, f"The engine did not become ready: {error}")
 
 
 class _ResumedLog(StepLog):
@@ -218,7 +232,7 @@ class RestoreJob(ServerJob):
         return goto("ready", at=next_check(now, 1, now + READY_SECONDS),
                     effects=chain(self._revoked_event(row, revoked, now), stored),
                     payload={**job.payload, "checks": 1, "ready_since": now,
-                             "log_text": log.encode().decode()})
+                             "health": health.status, "log_text": log.encode().decode()})
 
     def _ready(self, job: Job, row: Row, now: float) -> Outcome:
         """Ask the restored engine for its health until it is HEALTHY or time is up."""
@@ -282,6 +296,14 @@ class RestoreJob(ServerJob):
         if row is None or row["status"] != states.RESTORING:
             return None
         now = self.rt.clock.now()
+        if job.step == "ready":
+            # The backup's state and identity are stored and the engine runs them: the
+            # restore happened, only the engine's readiness is unknown (as at the deadline).
+            health = _not_ready(job, error)
+            log = _ResumedLog.of(str(job.payload.get("log_text") or ""))
+            log.add(now, f"health checks stopped: {without_paths(health.reason)}")
+            return chain(self.event(row, health.reason, now),
+                         self._settled(row, job, log, health, now, {}, {}))
         return self._failed(job, row, str(job.payload["backup_id"]), error,
                             str(job.payload.get("return_status") or states.HEALTHY),
                             now, self._log(job, row, now))
@@ -350,7 +372,7 @@ class MaintenanceJob(_BackupTaker):
                                       "ready.")
             return goto("ready", at=next_check(now, 1, now + READY_SECONDS), effects=stored,
                         payload={**job.payload, "checks": 1, "ready_since": now,
-                                 "rebuilt_at": rebuilt_at,
+                                 "health": health.status, "rebuilt_at": rebuilt_at,
                                  "version": maintained.engine_version})
         if job.step == "ready":
             check = self.check_ready(job, row, now, _ready_deadline(job, now))
@@ -430,5 +452,15 @@ class MaintenanceJob(_BackupTaker):
         row = self.server(job)
         if row is None or row["status"] != states.UNDER_MAINTENANCE:
             return None
-        return self._done(row, job, self.rt.clock.now(), failed=error)
+        now = self.rt.clock.now()
+        if job.step == "ready":
+            # The engine was rebuilt and its new identity stored: nothing is rolled back,
+            # only its readiness is unknown (settled as at the deadline).
+            health = _not_ready(job, error)
+            version = job.payload.get("version")
+            return chain(self.event(row, health.reason, now), self._done(
+                row, job, now, material=self.material(row),
+                version=str(version) if version else None,
+                rebuilt_at=float(job.payload.get("rebuilt_at") or now), health=health))
+        return self._done(row, job, now, failed=error)
 

@@ -44,7 +44,7 @@ class ReadyCheck:
 
     health: Health
     checks: int  # how many checks so far, this one included
-    payload: dict[str, Any]  # the job's payload, counting this check
+    payload: dict[str, Any]  # the job's payload, counting this check and keeping its health
     next_at: float | None  # when to ask again; None: HEALTHY, or time is up (settle now)
 
     def again(self, effects: Effects | None = None) -> Outcome:
@@ -94,7 +94,7 @@ class ServerJob:
         the check says when to ask again (the count of checks lives in the payload)."""
         health = self.driver(row).check_health(self.spec(row), material or self.material(row))
         checks = int(job.payload.get("checks", 0)) + 1
-        payload = {**job.payload, "checks": checks}
+        payload = {**job.payload, "checks": checks, "health": health.status}
         waiting = health.status != states.HEALTHY and now < deadline
         return ReadyCheck(health, checks, payload,
                           next_check(now, checks, deadline) if waiting else None)
