@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -35,6 +36,7 @@ from cmhost.storage.blobs import BlobNotFound, open_blob_store
 from cmhost.storage.db import Database, WouldBlock
 from cmhost.storage.dbfile import DatabaseNotWritable, make_private
 from cmhost.storage.secrets import MasterKeyError, SecretBox, load_or_create_master_key
+from cmhost.storage.writable import WritableProbe
 from cmhost.workflows.clock import VirtualClock, make_clock
 from cmhost.workflows.jobs import Enqueuer
 from cmhost.workflows.worker import Worker
@@ -44,7 +46,6 @@ log = logging.getLogger("cmhost")
 CLOCK_OFFSET_KEY = "virtual_clock_offset"
 MASTER_CHECK_KEY = "master_key_check"
 MASTER_CHECK_TEXT = "cmhost master key check"
-HEALTH_PROBE_KEY = "health_write_probe"
 
 
 def open_database(settings: Settings) -> tuple[Database, SecretBox]:
@@ -250,16 +251,16 @@ class CmhostApp:
 
     # --- /_cmhost/ --------------------------------------------------------------------
 
+    @cached_property
+    def _writable(self) -> WritableProbe:
+        return WritableProbe(self.db)
+
     def health(self) -> dict[str, Any]:
-        # A real write, as cheap as one can be (one meta row): a database that answers reads
-        # but takes no writes (read-only, full, its file gone) cannot serve.
-        try:
-            with self.db.write() as conn:
-                repo.set_meta(conn, HEALTH_PROBE_KEY, repr(time.time()))
-            database = "ok"
-        except Exception as exc:  # noqa: BLE001 - the liveness probe reports, never raises
-            database = (f"not writable: {self.db.reason(exc)}" if self.db.unavailable(exc)
-                        else f"error: {self.db.reason(exc)}")
+        # Whether the database takes writes: one that answers reads but takes no writes
+        # (read-only, full, its file gone) cannot serve. Asked at most every 2 s per
+        # process and without committing while all is well (storage/writable.py): anyone
+        # may call this.
+        database = self._writable.state()
         pool = self.credential_pool
         try:
             entries = pool.counts() if database == "ok" else {}

@@ -223,6 +223,52 @@ class Database:
             raise
         self._committed()
 
+    def check_writable(self, probe: Callable[[Connection], None], *,
+                       wait_seconds: float = 2.0) -> None:
+        """Raise what keeps the database from taking writes now (health's question).
+
+        Outside an outage it writes nothing (a probe must not move every process's cached
+        listings, nor take the write lock): SQLite's file check (read-only, deleted,
+        replaced), PostgreSQL's transaction_read_only. A full disk or a lost server shows as
+        the outage that a failed write opens. In an outage, `probe` (an upsert) is written
+        with lock waits of at most `wait_seconds`: that is how an episode nobody else writes
+        through ends once the database is back."""
+        self._may_block()
+        if not self._outage.active:
+            try:
+                if self.file is not None:
+                    self.file.check()
+                if not self.is_sqlite:
+                    with self._reader.connect() as conn:
+                        if conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "on":
+                            raise DatabaseNotWritable("the database is read-only "
+                                                      "(transaction_read_only is on)")
+            except Exception as error:
+                self._failed(error, writing=True)
+                raise
+            return
+        millis = max(1, int(wait_seconds * 1000))
+        try:
+            if self.file is not None:
+                self.file.check()
+            with self._writer.connect() as conn:
+                raw: Any = conn.connection.dbapi_connection
+                if self.is_sqlite:  # on the driver: SQLAlchemy's execute would BEGIN first
+                    raw.execute(f"PRAGMA busy_timeout={millis}")
+                try:
+                    with conn.begin():
+                        if not self.is_sqlite:
+                            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {millis}")
+                        probe(conn)
+                finally:
+                    if self.is_sqlite:
+                        with suppress(Exception):  # a broken connection is discarded anyway
+                            raw.execute("PRAGMA busy_timeout=30000")
+        except Exception as error:
+            self._failed(error, writing=True)
+            raise
+        self._committed()
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         self._may_block()
