@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:  # issuance imports this module (EngineError)
+    from cmhost.engines.issuance import Issued
 
 EngineFamily = Literal["Chef", "Puppet"]
 NodeAction = Literal["associate", "disassociate"]
@@ -172,6 +175,12 @@ class EngineDriver(Protocol):
         backup's does not name this server's endpoint or is close to expiry, as when a new
         server is created from another's backup). Raises EngineError if it is unusable, and
         then leaves the engine as it was."""
+        ...
+
+    def take_restore_revocations(self, server_id: str) -> list[Issued]:
+        """The certificates the server's last `restore` in this process revoked (those its CA
+        issued after the backup was taken), then forgotten: the caller records them in an
+        event after every restore, maintenance included. [] when none (always for Chef)."""
         ...
 
     def maintain(self, spec: ServerSpec, material: EngineMaterial, *,

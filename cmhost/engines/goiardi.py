@@ -67,6 +67,7 @@ from cmhost.engines.embedded_identity import (
     server_names,
     update_credential,
 )
+from cmhost.engines.issuance import Issued
 from cmhost.engines.node_attributes import (
     CHEF_NODE_PUBLIC_KEY,
     check_node_attributes,
@@ -838,6 +839,11 @@ class GoiardiDriver:
         for name, key in sorted(nodes.items()):
             self.associate_node(spec, material, name, {CHEF_NODE_PUBLIC_KEY: key})
         return material
+
+    def take_restore_revocations(self, server_id: str) -> list[Issued]:
+        """Nothing: a Chef server issues no certificates (a client created after the backup
+        is gone with the restored state)."""
+        return []
 
     # ------------------------------------------------------------- maintenance
 

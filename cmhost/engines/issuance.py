@@ -15,7 +15,6 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -118,15 +117,6 @@ def open_ledger(data_dir: Path, ca_cert_pem: str) -> Iterator[Ledger]:
         yield ledger
         if ledger.changed:
             write_atomic(path, ledger._dump(), mode=0o600)
-
-
-@runtime_checkable
-class RevokesOnRestore(Protocol):
-    """A driver whose restores revoke the certificates issued after the backup."""
-
-    def take_restore_revocations(self, server_id: str) -> list[Issued]:
-        """What the server's last restore in this process revoked (then forgotten)."""
-        ...
 
 
 def revoked_note(revoked: list[Issued]) -> str:

@@ -622,7 +622,7 @@ class PuppetServerDriver:
         return later
 
     def take_restore_revocations(self, server_id: str) -> list[Issued]:
-        """What the server's last restore revoked (see issuance.RevokesOnRestore)."""
+        """What the server's last restore revoked (see EngineDriver.take_restore_revocations)."""
         return self._restore_revoked.pop(server_id, [])
 
     def maintain(self, spec: ServerSpec, material: EngineMaterial, *,

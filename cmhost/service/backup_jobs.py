@@ -13,7 +13,7 @@ from cmhost.engines.base import (
     Health,
     HealthStatus,
 )
-from cmhost.engines.issuance import RevokesOnRestore, revoked_note
+from cmhost.engines.issuance import revoked_note
 from cmhost.messages import caller_message, without_paths
 from cmhost.service import backups, events, states
 from cmhost.service.artifacts import (
@@ -56,9 +56,7 @@ class _ResumedLog(StepLog):
 def restore_revocations(driver: EngineDriver, server_id: str) -> str:
     """The event text for what the driver's last restore of the server revoked ("" if
     nothing)."""
-    if isinstance(driver, RevokesOnRestore):
-        return revoked_note(driver.take_restore_revocations(server_id))
-    return ""
+    return revoked_note(driver.take_restore_revocations(server_id))
 
 
 def _backup_started(backup: Row) -> StepLog:
@@ -345,6 +343,7 @@ class MaintenanceJob(_BackupTaker):
             return goto("rebuild")
         if job.step == "rebuild":
             backup = self.backup_row(str(backup_id))
+            revoked_event: Effects | None = None
             try:
                 if backup is None:
                     raise ArtifactError("the maintenance backup vanished")
@@ -352,15 +351,20 @@ class MaintenanceJob(_BackupTaker):
                 driver, spec = self.driver(row), self.spec(row)
                 restored = driver.restore(spec, artifact)
                 rebuilt_at = self.rt.clock.now()
+                # Taken at once, so none is left behind if maintain fails (a restore of
+                # the backup just taken revokes only what its CA issued since, if anything).
+                revoked = restore_revocations(driver, row["id"])
+                revoked_event = self.event(row, revoked, now) if revoked else None
                 maintained = driver.maintain(
                     spec, restored, major_upgrade=bool(job.payload.get("major_upgrade")))
             except (ArtifactError, EngineError) as exc:
-                return finish(self._done(row, job, now, failed=caller_message(exc)))
+                failed = self._done(row, job, now, failed=caller_message(exc))
+                return finish(failed if revoked_event is None else chain(revoked_event, failed))
             health = driver.check_health(spec, maintained.material)
             if health.status == states.HEALTHY:
-                return finish(self._done(row, job, now, material=maintained.material,
-                                         version=maintained.engine_version,
-                                         rebuilt_at=rebuilt_at))
+                return finish(chain(revoked_event, self._done(
+                    row, job, now, material=maintained.material,
+                    version=maintained.engine_version, rebuilt_at=rebuilt_at)))
             # A real engine restarts (a JVM takes a minute): the server stays
             # UNDER_MAINTENANCE, its new identity stored, until the engine answers.
             values = self.material_values(row, maintained.material)
@@ -370,7 +374,8 @@ class MaintenanceJob(_BackupTaker):
                 events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
                               message="Engine rebuilt by maintenance; waiting for it to be "
                                       "ready.")
-            return goto("ready", at=next_check(now, 1, now + READY_SECONDS), effects=stored,
+            return goto("ready", at=next_check(now, 1, now + READY_SECONDS),
+                        effects=chain(revoked_event, stored),
                         payload={**job.payload, "checks": 1, "ready_since": now,
                                  "health": health.status, "rebuilt_at": rebuilt_at,
                                  "version": maintained.engine_version})
