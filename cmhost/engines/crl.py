@@ -31,6 +31,14 @@ def _load_ca_key(ca_key_pem: str) -> rsa.RSAPrivateKey:
     raise ValueError("the CA key is not an RSA key")
 
 
+def revocation_time() -> dt.datetime:
+    """The time CRLs, revocations and a CA's issuance record are stamped with: the wall
+    clock, under `--clock virtual` too. Real clients (puppet agent, openssl) judge a CRL's
+    lastUpdate and nextUpdate, and certificates' validity, against the real time: virtual
+    dates would make a CRL "not yet valid" to them once the virtual clock has moved on."""
+    return dt.datetime.now(dt.UTC)
+
+
 def build_crl(
     ca_cert_pem: str,
     ca_key_pem: str,
@@ -42,7 +50,7 @@ def build_crl(
     """A CRL signed by the CA listing the (serial, revocation time) pairs, as PEM."""
     ca_cert = _load_cert(ca_cert_pem)
     ca_key = _load_ca_key(ca_key_pem)
-    when = now or dt.datetime.now(dt.UTC)
+    when = now or revocation_time()
     next_update = min(when + CRL_VALIDITY, ca_cert.not_valid_after_utc)
     builder = (
         x509.CertificateRevocationListBuilder()
@@ -83,7 +91,7 @@ def crl_problem(crl_pem: str, ca_cert_pem: str, *, at: dt.datetime | None = None
         signed = False
     if not signed:
         return "The certificate revocation list is not signed by the server's CA."
-    when = at or dt.datetime.now(dt.UTC)
+    when = at or revocation_time()
     if crl.next_update_utc is not None and crl.next_update_utc < when:
         return "The certificate revocation list has expired; maintenance renews it."
     return ""

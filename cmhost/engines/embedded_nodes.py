@@ -155,7 +155,8 @@ def _signed_crl(state: dict[str, Any], material: EngineMaterial,
         if serial not in listed:
             listed.add(serial)
             state["revoked"].append(
-                {"serial": str(serial), "node": node, "revoked_at": _now().isoformat()}
+                {"serial": str(serial), "node": node,
+                 "revoked_at": crl.revocation_time().isoformat()}
             )
     state["crl_number"] = int(state["crl_number"]) + 1
     entries = [

@@ -9,7 +9,6 @@ survives DeleteServer on purpose: a manual backup of the CA may still be restore
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from cmhost.engines import crl
 from cmhost.engines.base import EngineError
 from cmhost.engines.statedir import locked, write_atomic
 
@@ -38,7 +38,9 @@ class Issued:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    # The CRL's time (the wall clock, see crl.revocation_time): a restore compares what
+    # was issued with what the CRL revoked, and both must be on one clock.
+    return crl.revocation_time().isoformat(timespec="seconds")
 
 
 def _fingerprint(ca_cert_pem: str) -> str:

@@ -614,7 +614,7 @@ class PuppetServerDriver:
         if later:
             entries, number = crl.crl_entries(files[f"ca/{puppet_ca.CA_CRL}"].decode("ascii"))
             listed = {serial for serial, _ in entries}
-            now = dt.datetime.now(dt.UTC)
+            now = crl.revocation_time()
             entries += [(e.serial, now) for e in later if e.serial not in listed]
             files[f"ca/{puppet_ca.CA_CRL}"] = crl.build_crl(
                 ca_cert, material.secrets["ca_key"], entries,
