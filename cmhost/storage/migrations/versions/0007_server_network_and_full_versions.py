@@ -6,24 +6,52 @@ Revises: 0006
 Servers created before CreateServer gave every server a security group of its own and the
 account's default subnet (when the request named none) get them now, and so do the backups
 taken of them; an engine version stored as its major (2, 2019, 2017) becomes the full one
-the server shows (2020-07, 2019-08, 2017-03). The values come from the functions new servers
-get theirs from (cmhost.service.network, cmhost.service.engine_options), so old and new
-servers of one account and region share one default subnet. A changed server row gets a new
-revision, as every write of one does. Nothing to undo: the downgrade leaves the values.
+the server shows (2020-07, 2019-08, 2017-03). The derivations are copied here, frozen as they
+were when this revision was written (cmhost.service.network and engine_options then): they
+give the values new servers get, so old and new servers of one account and region share one
+default subnet, and a later change to the service cannot change what this revision does. A
+changed server row gets a new revision, as every write of one does. Nothing to undo: the
+downgrade leaves the values.
 """
 
+import hashlib
+import hmac
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 
-from cmhost.service.engine_options import full_version
-from cmhost.service.network import default_subnet_id, security_group_id
-
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
+
+# Frozen copies of cmhost.service.engine_options.VERSIONS and full_version and of
+# cmhost.service.network's derivations, as of this revision.
+_FULL_VERSIONS = {
+    "Chef": {"2": "2020-07", "12": "12.11.1"},
+    "ChefAutomate": {"2": "2020-07"},
+    "Puppet": {"2019": "2019-08", "2017": "2017-03"},
+}
+
+
+def full_version(engine: str, version: str) -> str:
+    """The full version a major `version` of `engine` stands for; any other value as it is."""
+    return _FULL_VERSIONS.get(engine, {}).get(version, version)
+
+
+def _id_digits(label: bytes, value: str) -> str:
+    """17 lower-case hex digits, as EC2's long resource ids (which start with a 0)."""
+    return "0" + hmac.new(label, value.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def default_subnet_id(account: str, region: str) -> str:
+    return "subnet-" + _id_digits(b"cmhost default subnet", f"{account}/{region}")
+
+
+def security_group_id(server_id: str) -> str:
+    return "sg-" + _id_digits(b"cmhost server security group", server_id)
+
 
 _servers = sa.table(
     "servers",
