@@ -32,6 +32,9 @@ MAX_CACHED_READS = 10_000
 _TRANSIENT_CLASSES = ("08", "53")
 _TRANSIENT_STATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03",
                                "25006"})
+# ... of which an outage of the server (not contention that passes by itself): shut down,
+# cannot connect now, read-only.
+_OUTAGE_STATES = frozenset({"57P01", "57P02", "57P03", "25006"})
 # ... of which a connection must be dropped: read-only transaction, in a session that stays
 # read-only (default_transaction_read_only set on the database, a standby) once it is not.
 _SESSION_STATES = frozenset({"25006"})
@@ -310,16 +313,39 @@ class Database:
         return self._outage.active
 
     def _failed(self, error: BaseException, *, writing: bool) -> None:
-        if self.unavailable(error):
+        if self._outage_fault(error):
             self._outage.failed(self.reason(error), writing=writing)
+
+    def _outage_fault(self, error: BaseException) -> bool:
+        """Whether `error` says the database's storage or sessions are out (an episode to
+        tell, whose end resets connections): the SQLite file read-only, full, failing or
+        gone; the server unreachable, shut down, out of resources, read-only; a connection
+        lost. Not contention (locked, busy, deadlock, serialization failure, lock or
+        statement timeout, pool exhausted): those are retried, and pass by themselves."""
+        if isinstance(error, (DatabaseNotWritable, exc.DisconnectionError)):
+            return True
+        if isinstance(error, exc.DBAPIError):
+            if error.connection_invalidated:
+                return True
+            error = error.orig  # type: ignore[assignment]
+        if self.is_sqlite:
+            return sqlite_storage_fault(error)
+        if not isinstance(error, self._reader.dialect.loaded_dbapi.Error):
+            return False
+        state = getattr(error, "sqlstate", None)
+        if state is None:  # the driver's own: no connection, or it was lost
+            return isinstance(error, self._reader.dialect.loaded_dbapi.OperationalError)
+        return state.startswith(_TRANSIENT_CLASSES) or state in _OUTAGE_STATES
 
     def _succeeded(self, *, writing: bool) -> None:
         if self._outage.succeeded(writing=writing):
             # Connections opened during the episode may have opened a read-only file (and
             # stay read-only) or a read-only session: new ones from now on, everywhere.
+            # dispose() closes the idle ones now (those in use are closed when returned);
+            # close=False would leave them open until a full garbage collection.
             self._epoch += 1
-            self._writer.dispose(close=False)
-            self._reader.dispose(close=False)
+            self._writer.dispose()
+            self._reader.dispose()
 
     @staticmethod
     def reason(error: BaseException) -> str:

@@ -119,3 +119,43 @@ def test_the_answer_to_a_failed_request(tmp_path: Path, error: Exception, status
     db.dispose()
     assert (got_status, headers["x-amzn-errortype"]) == (status, code)
     assert code.encode() in body
+
+
+def test_contention_opens_no_outage_episode(tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A lock held past the busy timeout answers 503 but is not an outage: no "unavailable"
+    and "available again" lines, no connections reset; a storage fault is one."""
+    from cmhost.storage.dbfile import DatabaseNotWritable
+
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    db.upgrade()
+    locked = locked_error(tmp_path / "x.db")
+    with caplog.at_level("WARNING", logger="cmhost.storage"):
+        for error in (locked, exc.OperationalError("BEGIN IMMEDIATE", {}, locked),
+                      exc.TimeoutError("QueuePool limit reached")):
+            with pytest.raises(type(error)), db.write():
+                raise error
+            assert db.unavailable(error) and not db.outage_active, error
+        assert not caplog.records
+        with pytest.raises(DatabaseNotWritable), db.write():
+            raise DatabaseNotWritable("the database file is read-only")
+        assert db.outage_active
+        with db.write():
+            pass
+        assert not db.outage_active
+    assert [r.getMessage()[:31] for r in caplog.records] == [
+        "the database is unavailable: th", "the database is available again"]
+    db.dispose()
+
+
+def test_postgresql_contention_is_no_outage() -> None:
+    from psycopg import errors
+
+    db = Database("postgresql+psycopg://cmhost:cmhost@127.0.0.1:1/nowhere")
+    for contention in (errors.SerializationFailure, errors.DeadlockDetected,
+                       errors.LockNotAvailable, errors.QueryCanceled):
+        assert not db._outage_fault(contention("x")), contention
+    for outage in (errors.AdminShutdown, errors.ReadOnlySqlTransaction, errors.DiskFull,
+                   errors.CannotConnectNow):
+        assert db._outage_fault(outage("x")), outage
+    db.dispose()
