@@ -274,7 +274,8 @@ class CmhostApp:
 
     def read_log(self, key: str, signature: str) -> bytes | None:
         """A backup log, if the signature is the one its S3LogUrl carries."""
-        if not hmac.compare_digest(signature, sign_key(self.box, key)):
+        expected = sign_key(self.box, key).encode()
+        if not hmac.compare_digest(signature.encode("utf-8", "surrogateescape"), expected):
             return None
         try:
             return self.runtime.blobs.get(key)

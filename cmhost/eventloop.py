@@ -118,6 +118,9 @@ class AcceptingServer(asyncio.AbstractServer):
             await self._loop.connect_accepted_socket(self._factory, conn)
         except OSError:
             conn.close()  # gone before its transport was made: nobody to serve
+        except BaseException:
+            conn.close()  # a protocol that failed, or shutdown: never leak the socket
+            raise
 
 
 class Loop(uvloop.Loop):  # type: ignore[misc]

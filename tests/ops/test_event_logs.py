@@ -132,7 +132,7 @@ def test_a_tampered_link_is_refused(client: Any, chef: dict[str, Any]) -> None:
     base = urllib.parse.urlunsplit(parts._replace(query=""))
     other_sig = urllib.parse.parse_qs(urllib.parse.urlsplit(other).query)["sig"][0]
     for bad in (f"{base}?sig={flipped}", base, f"{base}?sig=", f"{base}?sig={other_sig}",
-                f"{base.removesuffix('.log')}x.log?sig={signature}"):
+                f"{base.removesuffix('.log')}x.log?sig={signature}", f"{base}?sig=%C3%A9"):
         status, body = read(bad)
         assert status == 404 and "maintenance" not in body.lower(), bad
 
