@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -147,12 +149,16 @@ class Cmhost:
         return ["--data-dir", str(self.data_dir), "--master-key-file", str(self.master_key_file),
                 "--database-url", self.database_url]
 
+    def launcher(self) -> list[str]:
+        """What the cmhost command runs under (nothing: itself)."""
+        return []
+
     def start(self, timeout: float = 30.0) -> Cmhost:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cmhost", self.command, *self.args], stdout=log,
-                stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
+                [*self.launcher(), sys.executable, "-m", "cmhost", self.command, *self.args],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
         if self.command != "serve":
             return self  # a worker serves no HTTP: it works the database
         deadline = time.monotonic() + timeout
@@ -262,3 +268,22 @@ def raw_call(cm: Cmhost, target: str | None, body: bytes, *, key: str = "test",
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, parsed
     finally:
         conn.close()
+
+
+@contextmanager
+def blocked_backup_store(cmhost: Cmhost, account: str = "000000000000",
+                         region: str = "us-east-1") -> Iterator[None]:
+    """Within it, a file stands where the account's backups go in the blob directory:
+    storing a backup artifact or its log fails (EEXIST / ENOTDIR) every time."""
+    region_dir = cmhost.data_dir / "blobs" / "backups" / account / region
+    kept = region_dir.with_name(f"{region}.kept")
+    if region_dir.exists():
+        region_dir.rename(kept)
+    region_dir.parent.mkdir(parents=True, exist_ok=True)
+    region_dir.write_text("not a directory")
+    try:
+        yield
+    finally:
+        region_dir.unlink()
+        if kept.exists():
+            kept.rename(region_dir)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.ops.helpers import chef_attributes, expect_error, healthy_server, server
-from tests.support import Cmhost
+from tests.support import Cmhost, blocked_backup_store
 
 # 63 bytes, the most a host name may have; its '-' and '.' are what temporary names rewrite.
 LONG_HOST = "cmhost-" + "h" * 50 + ".local"
@@ -143,14 +143,7 @@ def test_a_node_record_that_cannot_be_read_fails_without_a_path(cmhost: Cmhost,
 def test_a_blob_store_that_cannot_be_written_fails_without_a_path(cmhost: Cmhost,
                                                                   client: Any) -> None:
     healthy_server(cmhost, client, "blocked-blobs")
-    # Where this account's backups go, a file: storing one fails (EEXIST / ENOTDIR).
-    region_dir = cmhost.data_dir / "blobs" / "backups" / "000000000000" / "us-east-1"
-    kept = region_dir.with_name("us-east-1.kept")
-    if region_dir.exists():
-        region_dir.rename(kept)
-    region_dir.parent.mkdir(parents=True, exist_ok=True)
-    region_dir.write_text("not a directory")
-    try:
+    with blocked_backup_store(cmhost):
         backup = client.create_backup(ServerName="blocked-blobs")["Backup"]
         cmhost.advance(GIVE_UP_SECONDS)
         failed = client.describe_backups(BackupId=backup["BackupId"])["Backups"][0]
@@ -162,10 +155,6 @@ def test_a_blob_store_that_cannot_be_written_fails_without_a_path(cmhost: Cmhost
         cmhost.advance(GIVE_UP_SECONDS)
         found = server(client, "blocked-blobs")
         assert found["MaintenanceStatus"] == "FAILED" and found["StatusReason"]
-    finally:
-        region_dir.unlink()
-        if kept.exists():
-            kept.rename(region_dir)
     texts = _caller_texts(client, "blocked-blobs")
     assert any("File exists" in t or "Not a directory" in t for t in texts), texts
     _assert_no_local_paths(cmhost, texts)

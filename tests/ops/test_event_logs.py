@@ -27,7 +27,7 @@ from tests.ops.helpers import (
     server,
     settle,
 )
-from tests.support import Cmhost, create_server
+from tests.support import Cmhost, blocked_backup_store, create_server
 
 UPGRADE = "CHEF_MAJOR_UPGRADE"
 # Enough virtual time for a failing step's five attempts and their back-off.
@@ -160,20 +160,9 @@ def test_failed_restore_and_creation_link_to_their_logs(cmhost: Cmhost, client: 
 
 def test_a_failed_backup_has_a_log(cmhost: Cmhost, client: Any) -> None:
     healthy_server(cmhost, client, "lg-blocked")
-    # Where this account's backups go, a file: storing the artifact fails every time.
-    region_dir = cmhost.data_dir / "blobs" / "backups" / "000000000000" / "us-east-1"
-    kept = region_dir.with_name("us-east-1.kept")
-    if region_dir.exists():
-        region_dir.rename(kept)
-    region_dir.parent.mkdir(parents=True, exist_ok=True)
-    region_dir.write_text("not a directory")
-    try:
+    with blocked_backup_store(cmhost):
         backup = client.create_backup(ServerName="lg-blocked")["Backup"]
         cmhost.advance(GIVE_UP_SECONDS)
-    finally:
-        region_dir.unlink()
-        if kept.exists():
-            kept.rename(region_dir)
     failed = client.describe_backups(BackupId=backup["BackupId"])["Backups"][0]
     assert failed["Status"] == "FAILED"
     found = event(client, "lg-blocked", f"Backup {backup['BackupId']} failed")

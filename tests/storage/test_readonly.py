@@ -6,8 +6,6 @@ within seconds, by themselves."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.support import ROOT, Cmhost, _postgres_admin, create_server, error_code
+from tests.support import Cmhost, _postgres_admin, create_server, error_code
 
 UNAVAILABLE_LINE = "the database is unavailable"
 BACK_LINE = "the database is available again"
@@ -28,24 +26,9 @@ class UnprivilegedCmhost(Cmhost):
     no capabilities (`setpriv --bounding-set=-all`), so a file made read-only by chmod is
     read-only to it too, as it would be to any service account."""
 
-    def start(self, timeout: float = 30.0) -> Cmhost:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        drop = (["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0
+    def launcher(self) -> list[str]:
+        return (["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0
                 else [])
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [*drop, sys.executable, "-m", "cmhost", self.command, *self.args], stdout=log,
-                stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"cmhost exited ({self.proc.returncode}):\n{self.log()}")
-            try:
-                self.get("/_cmhost/health")
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"cmhost did not start in {timeout}s:\n{self.log()}")
 
 
 @pytest.fixture()
