@@ -131,8 +131,11 @@ def build_drivers(settings: Settings) -> Drivers:
     even when new servers go to a real engine.
     """
     low, high = settings.port_range
+    settings.check_puppetdb()
     ctx = DriverContext(data_dir=settings.data_dir, engine_host=settings.engine_host,
-                        port_min=low, port_max=high, java_heap=settings.java_heap)
+                        port_min=low, port_max=high, java_heap=settings.java_heap,
+                        puppetdb_database_url=(settings.puppetdb_database_url
+                                               if settings.puppetdb else None))
     embedded: dict[EngineFamily, EngineDriver] = {
         "Chef": EmbeddedDriver(ctx, "Chef"), "Puppet": EmbeddedDriver(ctx, "Puppet")}
     chosen = dict(embedded)

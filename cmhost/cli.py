@@ -60,6 +60,14 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
                         "CreateServer (CMHOST_CREDENTIAL_POOL, default 4; 0: off)")
     p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"],
                    help="(CMHOST_LOG_LEVEL, default info)")
+    p.add_argument("--log-format", default=None, choices=["text", "json"],
+                   help="log lines as text or as JSON objects (CMHOST_LOG_FORMAT, default text)")
+    p.add_argument("--puppetdb", choices=["on", "off"],
+                   help="run a PuppetDB beside each puppetserver-driven server (CMHOST_PUPPETDB, "
+                        "default off; needs --puppetdb-database-url)")
+    p.add_argument("--puppetdb-database-url", metavar="URL",
+                   help="PostgreSQL server where each server's PuppetDB gets its own database "
+                        "(CMHOST_PUPPETDB_DATABASE_URL); the role must be allowed CREATE DATABASE")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-token",
                        help="bearer token for /_cmhost/ endpoints that change anything; "
                             "required for them off loopback (CMHOST_ADMIN_TOKEN)")
+    serve.add_argument("--metrics-token",
+                       help="bearer token that lets callers off loopback scrape /metrics "
+                            "(CMHOST_METRICS_TOKEN)")
     serve.add_argument("--header-timeout", type=float, metavar="SECONDS",
                        help="close a connection whose request headers take longer "
                             "(CMHOST_HEADER_TIMEOUT, default 10)")
@@ -134,6 +145,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "job_lease_seconds": "job_lease_seconds", "credential_pool": "credential_pool",
         "admin_token": "admin_token", "accept_new_database": "accept_new_database",
         "header_timeout": "header_timeout", "body_timeout": "body_timeout",
+        "log_format": "log_format", "metrics_token": "metrics_token",
+        "puppetdb_database_url": "puppetdb_database_url",
     }
     for arg, field_name in mapping.items():
         value = getattr(args, arg, None)
@@ -142,6 +155,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     throttle = getattr(args, "throttle", None)
     if throttle is not None:
         values["throttle"] = throttle == "on"
+    puppetdb = getattr(args, "puppetdb", None)
+    if puppetdb is not None:
+        values["puppetdb"] = puppetdb == "on"
     if getattr(args, "no_worker", None):
         values["run_worker"] = False
     if args.command == "worker":  # the worker command is the worker, whatever CMHOST_NO_WORKER says

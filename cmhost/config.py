@@ -55,6 +55,13 @@ class Settings:
     job_lease_seconds: float = 300.0  # a job step a dead worker held is taken over after this
     credential_pool: int = 4  # servers' worth of keys and passwords workers make ahead; 0: off
     log_level: str = "info"
+    log_format: str = "text"  # "text" | "json" (JSON lines)
+    # Bearer token that lets a non-loopback caller scrape GET /metrics.
+    metrics_token: str | None = None
+    # PuppetDB for puppetserver-driven servers (another JVM per server), and the PostgreSQL
+    # server its databases are created in (one database per cmhost server).
+    puppetdb: bool = False
+    puppetdb_database_url: str | None = None
     # Bearer token for /_cmhost/ endpoints that change anything (required off loopback).
     admin_token: str | None = None
     # Start on an empty database although the data directory belongs to another one.
@@ -96,6 +103,14 @@ class Settings:
             raise ValueError(f"engine port range {self.engine_ports!r} is not LOW-HIGH")
         return first, last
 
+    def check_puppetdb(self) -> None:
+        """ValueError when PuppetDB is asked for without a database server to put it in."""
+        if self.puppetdb and not self.puppetdb_database_url:
+            raise ValueError(
+                "--puppetdb on needs --puppetdb-database-url (CMHOST_PUPPETDB_DATABASE_URL): "
+                "the PostgreSQL server in which each Puppet server's PuppetDB gets a database, "
+                "e.g. postgresql://puppetdb:secret@127.0.0.1:5432/postgres")
+
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
@@ -127,8 +142,11 @@ class Settings:
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be more than 0 seconds")
         self.check_public_url()
+        self.check_puppetdb()
         if self.admin_token is not None and not self.admin_token.strip():
             raise ValueError("--admin-token (CMHOST_ADMIN_TOKEN) must not be empty")
+        if self.metrics_token is not None and not self.metrics_token.strip():
+            raise ValueError("--metrics-token (CMHOST_METRICS_TOKEN) must not be empty")
         if self.clock == "virtual" and not self.loopback and not self.admin_token:
             raise ValueError(
                 f"a virtual clock on {self.host} (not loopback) could be moved by anyone "
@@ -142,6 +160,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "CMHOST_PUPPET_DRIVER": ("embedded", "puppetserver"),
     "CMHOST_CHEF_DRIVER": ("embedded", "goiardi"),
     "CMHOST_LOG_LEVEL": ("debug", "info", "warning", "error"),
+    "CMHOST_LOG_FORMAT": ("text", "json"),
 }
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -172,12 +191,15 @@ _SIMPLE: tuple[tuple[str, str, type], ...] = (
     ("CMHOST_PUPPET_DRIVER", "puppet_driver", str),
     ("CMHOST_CHEF_DRIVER", "chef_driver", str),
     ("CMHOST_LOG_LEVEL", "log_level", str),
+    ("CMHOST_LOG_FORMAT", "log_format", str),
+    ("CMHOST_PUPPETDB_DATABASE_URL", "puppetdb_database_url", str),
 )
 # Variables that are on or off (as their flags are).
 _SWITCHES: tuple[tuple[str, str], ...] = (
     ("CMHOST_THROTTLE", "throttle"),
     ("CMHOST_ACCEPT_NEW_DATABASE", "accept_new_database"),
     ("CMHOST_NO_WORKER", "no_worker"),
+    ("CMHOST_PUPPETDB", "puppetdb"),
 )
 _KIND_WORDS = {int: "a whole number", float: "a number"}
 
@@ -220,4 +242,6 @@ def env_defaults() -> dict[str, object]:
                 out[key] = value
     if env.get("CMHOST_ADMIN_TOKEN"):
         out["admin_token"] = env["CMHOST_ADMIN_TOKEN"]
+    if env.get("CMHOST_METRICS_TOKEN"):
+        out["metrics_token"] = env["CMHOST_METRICS_TOKEN"]
     return out

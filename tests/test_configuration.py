@@ -39,7 +39,8 @@ def _sample(action: argparse.Action) -> str:
     if action.nargs == 0:
         return ""
     if action.choices:
-        defaults = {"--throttle": "on", "--clock": "real", "--log-level": "info"}
+        defaults = {"--throttle": "on", "--clock": "real", "--log-level": "info",
+                    "--log-format": "text", "--puppetdb": "off"}
         default = defaults.get(action.option_strings[0], "embedded")
         return next(str(c) for c in action.choices if c != default)
     if action.type is int:

@@ -218,3 +218,6 @@ class DriverContext:
     port_min: int = 18140  # engines take ports from [port_min, port_max]
     port_max: int = 18999
     java_heap: str = "1g"  # puppetserver's -Xms/-Xmx
+    # PuppetDB beside each puppetserver-driven server, in a database of its own on this
+    # PostgreSQL server (a SQLAlchemy/libpq URL); None: no PuppetDB.
+    puppetdb_database_url: str | None = None
