@@ -81,6 +81,17 @@ class Maintained:
     engine_version: str | None = None  # the new version after a major upgrade, else None
 
 
+@dataclass(frozen=True)
+class EngineEvent:
+    """Something a server's engine did on its own (a code deployment that failed, say) that
+    belongs in the server's events. Drivers that have such things offer
+    `take_events() -> list[EngineEvent]`, which hands each out once; the health monitor
+    records them."""
+
+    server_id: str
+    message: str
+
+
 class EngineDriver(Protocol):
     """One way of running servers of one engine family."""
 

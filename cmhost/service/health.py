@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 
-from cmhost.engines.base import EngineError
+from cmhost.engines.base import EngineError, EngineEvent
 from cmhost.engines.supervisor import RestartNotice, Supervisor
 from cmhost.service import events, states
 from cmhost.service.records import server_material, server_spec
@@ -54,7 +54,7 @@ class HealthMonitor:
         return None
 
     def tick(self, now: float) -> int:
-        changed = self._take_restart_notices()
+        changed = self._take_restart_notices() + self._take_engine_events()
         if self._restarted and time.monotonic() >= self._recheck_at:
             self._recheck_at = time.monotonic() + RESTART_RECHECK
             changed += self._check_restarted()
@@ -91,11 +91,34 @@ class HealthMonitor:
                         log.exception("recording the restart of %s failed", notice.name)
         return changed
 
+    def _take_engine_events(self) -> int:
+        """What the engines did on their own (drivers with `take_events`), as events."""
+        drivers = {id(d): d for d in self.rt.drivers.by_name.values()}.values()
+        taken: list[EngineEvent] = []
+        for driver in drivers:
+            take = getattr(driver, "take_events", None)
+            if callable(take):
+                taken.extend(take())
+        for event in taken:
+            try:
+                with self.rt.db.write() as conn:
+                    row = repo.get_server_by_id(conn, event.server_id)
+                    if row is not None:  # else deleted meanwhile
+                        events.record(conn, server_id=row["id"], server_name=row["name"],
+                                      at=self.rt.clock.now(), message=event.message)
+            except Exception as exc:
+                if not self.rt.db.unavailable(exc):
+                    log.exception("recording an event of server %s failed", event.server_id)
+        return len(taken)
+
     def _record_restart(self, notice: RestartNotice) -> int:
-        """The restart as an event; a settled server UNHEALTHY until its engine answers."""
+        """The restart as an event; a settled server UNHEALTHY until its engine answers.
+
+        A server's supervised processes are keyed by its id (its engine) or by
+        `<id>/<part>` (processes beside the engine, such as its Code Manager or PuppetDB)."""
         now = self.rt.clock.now()
         with self.rt.db.write() as conn:
-            row = repo.get_server_by_id(conn, notice.key)
+            row = repo.get_server_by_id(conn, notice.key.split("/", 1)[0])
             if row is None:
                 return 0  # deleted meanwhile
             reason = f"{notice.message} It does not answer yet."
