@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from cmhost.config import Settings, env_defaults
+from cmhost.logs import configure_logging
 from cmhost.memory import return_large_frees_to_the_os
 
 
@@ -226,8 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from(args)
     except ValueError as exc:
         return _fail(str(exc))
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     from cmhost.storage.secrets import MasterKeyError
 
