@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from cmhost import __version__
 from cmhost.api.admin import AdminApp
 from cmhost.api.handlers import OpsWorksCM
-from cmhost.api.protocol import AwsJsonApp, Receive, Scope, Send
+from cmhost.api.protocol import AwsJsonApp, OperationHooks, Receive, Scope, Send
 from cmhost.api.sigv4 import KeyRecord, SigV4Verifier
 from cmhost.api.throttle import TokenBuckets
 from cmhost.config import Settings
@@ -186,9 +186,11 @@ class CmhostApp:
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cmhost-api")
         verifier = SigV4Verifier(self._lookup_key)
         throttle = TokenBuckets() if settings.throttle else None
+        # What watches or shapes every API request (metrics, logs, faults) registers here.
+        self.operation_hooks = OperationHooks()
         self.aws = AwsJsonApp(OpsWorksCM(self.runtime).table(), verifier, throttle, self.executor,
                               inline_reads=self._read_inline,
-                              unavailable=self.db.unavailable)
+                              unavailable=self.db.unavailable, hooks=self.operation_hooks)
         self.admin = AdminApp(self.clock, self.advance, self.health, self.executor,
                               self.read_log, loopback=settings.loopback,
                               admin_token=settings.admin_token)

@@ -8,8 +8,10 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -37,6 +39,36 @@ TARGET_PREFIX = SERVICE.metadata.target_prefix + "."
 CONTENT_TYPE = b"application/x-amz-json-1.1"
 ACCEPTED_CONTENT_TYPES = {"application/x-amz-json-1.1", "application/x-amz-json-1.0",
                           "application/json", ""}
+
+
+@dataclass
+class RequestRecord:
+    """What one API request was, for those who watch requests (metrics, logs, audit)."""
+
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    operation: str | None = None  # once the X-Amz-Target names a known operation
+    account: str | None = None  # once the signature is verified
+    region: str | None = None
+    principal_arn: str | None = None
+    status: int = 0  # the HTTP status answered (0: the client left first)
+    error_code: str | None = None  # the error's code (`__type`), None for a success
+    duration: float = 0.0  # seconds from the start to the answer
+
+
+# Runs after a request is authenticated, throttled and validated, before its handler: it may
+# raise an ApiError or a ServiceError (which is then the answer) or wait (asyncio.sleep).
+BeforeOperation = Callable[[Caller, str, Mapping[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class OperationHooks:
+    """Hooks around the operations: `before` (BeforeOperation, in order) and `after`, which see
+    every request's record once it is answered; `after` hooks must be quick and never raise
+    (a failing one is logged and skipped)."""
+
+    before: list[BeforeOperation] = field(default_factory=list)
+    after: list[Callable[[RequestRecord], None]] = field(default_factory=list)
 
 
 # Request IDs in the UUID form AWS uses: a random per-process part and a counter, so each
@@ -122,8 +154,10 @@ class AwsJsonApp:
     def __init__(self, handlers: Mapping[str, Handler], verifier: SigV4Verifier,
                  throttle: TokenBuckets | None, executor: Executor, *,
                  inline_reads: InlineReads | None = None,
-                 unavailable: Callable[[BaseException], bool] = lambda exc: False) -> None:
+                 unavailable: Callable[[BaseException], bool] = lambda exc: False,
+                 hooks: OperationHooks | None = None) -> None:
         self.inline_reads = inline_reads
+        self.hooks = hooks or OperationHooks()
         # Whether a failure is the store's, for now (locked, unreachable): 503, to retry.
         self.unavailable = unavailable
         self.handlers = dict(handlers)
@@ -132,35 +166,54 @@ class AwsJsonApp:
         self.executor = executor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = new_request_id()
+        record = RequestRecord(request_id=new_request_id())
         try:
-            status, payload = await self._handle(scope, receive, request_id)
+            await self._answer(scope, receive, send, record)
+        finally:
+            record.duration = time.perf_counter() - record.started
+            for hook in self.hooks.after:
+                try:
+                    hook(record)
+                except Exception:  # a watcher must not break the answer
+                    log.exception("a request hook failed for request %s", record.request_id)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send,
+                      record: RequestRecord) -> None:
+        request_id = record.request_id
+
+        async def fail(status: int, code: str, message: str) -> None:
+            record.status, record.error_code = status, code
+            await send_error(send, status, code, message, request_id)
+
+        try:
+            status, payload = await self._handle(scope, receive, record)
         except ClientGone:
             return  # nobody to answer
         except errors.ApiError as exc:
-            await send_error(send, exc.status, exc.code, exc.message, request_id)
+            await fail(exc.status, exc.code, exc.message)
             return
         except ServiceError as exc:
-            await send_error(send, 400, exc.code, exc.message, request_id)
+            await fail(400, exc.code, exc.message)
             return
         except Exception as exc:
             if self.unavailable(exc):
                 # The database tells each episode once, when it starts and when it ends (see
                 # storage/outage.py): a line per request would bury the log.
                 log.debug("request %s: the database is unavailable: %s", request_id, exc)
-                await send_error(send, 503, "ServiceUnavailable",
-                                 "The service is unavailable for the moment (its database is "
-                                 "busy, unreachable or cannot be written); retry the request.", request_id)
+                await fail(503, "ServiceUnavailable",
+                           "The service is unavailable for the moment (its database is "
+                           "busy, unreachable or cannot be written); retry the request.")
                 return
             log.exception("internal failure in request %s", request_id)
-            await send_error(send, 500, "InternalFailure",
-                             "The request processing has failed because of an unknown error.",
-                             request_id)
+            await fail(500, "InternalFailure",
+                       "The request processing has failed because of an unknown error.")
             return
+        record.status = status
         await send_json(send, status, payload, request_id)
 
-    async def _handle(self, scope: Scope, receive: Receive, request_id: str
+    async def _handle(self, scope: Scope, receive: Receive, record: RequestRecord
                       ) -> tuple[int, Mapping[str, Any] | RawJson]:
+        request_id = record.request_id
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1"))
                    for k, v in scope["headers"]]
         header = dict(headers)
@@ -176,6 +229,8 @@ class AwsJsonApp:
             method=scope["method"], path=scope.get("raw_path", b"/").decode("latin-1")
             .split("?", 1)[0] or "/", query_string=scope.get("query_string", b"")
             .decode("latin-1"), headers=headers, body=body))
+        record.account, record.region = identity.account, identity.region
+        record.principal_arn = identity.principal_arn
         target = header.get("x-amz-target")
         if sum(1 for k, _ in headers if k == "x-amz-target") > 1:
             raise errors.InvalidAction(
@@ -189,6 +244,7 @@ class AwsJsonApp:
         handler = self.handlers.get(name) if name else None
         if operation is None or handler is None:
             raise errors.InvalidAction(f"The operation '{target}' is not valid for this service.")
+        record.operation = name
         if self.throttle is not None and not self.throttle.allow((identity.account, name)):
             raise errors.ThrottlingException("Rate exceeded")
         content_type = header.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -205,6 +261,8 @@ class AwsJsonApp:
             raise ValidationException(format_violations(problems))
         caller = Caller(account=identity.account, region=identity.region,
                         principal_arn=identity.principal_arn, request_id=request_id)
+        for before in self.hooks.before:
+            await before(caller, operation.name, params)
         if self.inline_reads is not None and reads_only(handler):
             # A quick local read: a thread hop would cost more than the query itself.
             done, result = self.inline_reads(lambda: handler(caller, params))
