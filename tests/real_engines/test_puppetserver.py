@@ -10,11 +10,13 @@ Each puppetserver start takes about a minute.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import os
 import signal
 import ssl
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -238,6 +240,65 @@ def test_agent_gets_a_certificate_applies_a_catalog_and_is_refused_once_disassoc
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert message not in refused.stdout
     assert "Could not retrieve catalog" in refused.stdout + refused.stderr
+
+
+def test_exported_userdata_with_its_own_confdir_and_ssldir_runs_a_real_agent(
+        cmhost: Cmhost, client: Any, created: dict[str, Any],
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Issue 15 defect 6: the exported user data, run with awscli 1.42.18 and the real agent,
+    honours PUPPET_CONFDIR/PUPPET_SSLDIR/PUPPET_VARDIR, applies the catalog, changes only its
+    own settings and leaves the system's puppet.conf and service alone; an agent run that
+    fails makes the script fail."""
+    aws = Path(sys.executable).with_name("aws")
+    if not aws.exists():
+        pytest.skip("awscli is installed by `make test`")
+    root = engine_dir(cmhost, created)
+    message = f"userdata run {uuid.uuid4().hex[:8]}"
+    site = root / "state" / "code" / "environments" / "production" / "manifests" / "site.pp"
+    site.write_text(f"node default {{ notify {{ '{message}': }} }}\n")
+    work = Path(tmp_path_factory.mktemp("userdata"))
+    conf, ssldir, vardir = work / "conf", work / "ssl", work / "var"
+    conf.mkdir()
+    (conf / "puppet.conf").write_text("# kept\n[agent]\nruninterval = 42m\n")
+    system_conf = Path("/etc/puppet/puppet.conf")
+    system_before = system_conf.read_bytes() if system_conf.exists() else None
+    script = work / "userdata.sh"
+    script.write_bytes(base64.b64decode(client.export_server_engine_attribute(
+        ServerName=NAME, ExportAttributeName="Userdata")["EngineAttribute"]["Value"]))
+    node = "userdata-node.example.com"
+    env = {"PATH": f"{aws.parent}{os.pathsep}{os.environ['PATH']}", "HOME": str(work),
+           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+           "AWS_PAGER": "", "NODE_NAME": node, "CMHOST_SKIP_INSTALL": "1",
+           "PUPPET_CONFDIR": str(conf), "PUPPET_SSLDIR": str(ssldir),
+           "PUPPET_VARDIR": str(vardir)}
+
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert f"Notice: {message}" in output  # the agent ran with the given dirs and applied it
+    assert (ssldir / "certs" / f"{node}.pem").exists()
+    assert not (conf / "ssl").exists()
+    assert node in signed_nodes(root)
+    written = (conf / "puppet.conf").read_text()
+    assert "# kept" in written and "runinterval = 42m" in written  # only its own settings
+    for line in (f"certname = {node}", f"ssldir = {ssldir}", f"vardir = {vardir}",
+                 f"server = {split(created['Endpoint'])[0]}"):
+        assert line in written, written
+    assert (system_conf.read_bytes() if system_conf.exists() else None) == system_before
+    assert "not starting the puppet service" in output
+
+    # The agent fails (the server's catalog does not compile): so does the script, loudly.
+    site.write_text("node default { this is not puppet }\n")
+    env["NODE_NAME"] = "userdata-fails.example.com"
+    failed = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert failed.returncode != 0, failed.stdout + failed.stderr
+    assert "the first puppet agent run" in failed.stderr and "failed" in failed.stderr
+    site.write_text("node default { }\n")
+    for name in (node, "userdata-fails.example.com"):
+        assert disassociate(cmhost, client, NAME, name)["NodeAssociationStatus"] == "SUCCESS"
 
 
 def test_killed_puppetserver_is_restarted_and_seen_in_events(
