@@ -11,17 +11,24 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from cmhost import __version__
 from cmhost.api.admin import AdminApp
 from cmhost.api.handlers import OpsWorksCM
 from cmhost.api.protocol import AwsJsonApp, OperationHooks, Receive, Scope, Send
+from cmhost.api.scrape import PATH as METRICS_PATH
+from cmhost.api.scrape import ScrapeApp
 from cmhost.api.sigv4 import KeyRecord, SigV4Verifier
 from cmhost.api.throttle import TokenBuckets
 from cmhost.config import Settings
 from cmhost.engines.base import DriverContext, EngineDriver, EngineFamily
 from cmhost.engines.embedded import EmbeddedDriver
+from cmhost.logs import AccessLog
+from cmhost.observability.families import Metrics
+from cmhost.observability.files import MetricFiles, host_directory
+from cmhost.observability.gauges import DatabaseGauges
 from cmhost.service.artifacts import sign_key
 from cmhost.service.credential_pool import CredentialPool, PoolFiller
 from cmhost.service.health import HealthMonitor
@@ -170,14 +177,23 @@ class CmhostApp:
                                drivers=build_drivers(settings), settings=settings,
                                enqueuer=self.enqueuer,
                                blobs=open_blob_store(settings.blob_url, settings.data_dir))
-        self.worker = Worker(self.db, self.clock, job_handlers(self.runtime),
+        handlers = job_handlers(self.runtime)
+        # Counters and histograms in this process's metric files, summed by the scrape of any
+        # process of the host (observability/files.py); an access line per request and step.
+        self.metric_files = MetricFiles(host_directory(settings.data_dir))
+        self.metrics = Metrics(self.metric_files, job_kinds=handlers)
+        access = AccessLog(settings.log_format)
+        self.worker = Worker(self.db, self.clock, handlers,
                              lease_seconds=settings.job_lease_seconds,
+                             watchers=[self.metrics.job_step, access.job_step],
                              tickers=[Scheduler(self.runtime),
-                                      HealthMonitor(self.runtime, settings.health_interval),
+                                      HealthMonitor(self.runtime, settings.health_interval,
+                                                    watch=self.metrics),
                                       EventPruner(self.runtime, settings.events_per_server),
                                       JobPruner(self.runtime), TempSweeper(self.runtime)])
         self.runtime.wake_worker = self.worker.wake
-        self.credential_pool = CredentialPool(self.db, self.box, servers=settings.credential_pool)
+        self.credential_pool = CredentialPool(self.db, self.box, servers=settings.credential_pool,
+                                              on_dry=self.metrics.credential_made_in_request)
         self.filler = PoolFiller(self.credential_pool)
         if self.credential_pool.enabled:
             self.runtime.credentials = self.credential_pool
@@ -188,12 +204,20 @@ class CmhostApp:
         throttle = TokenBuckets() if settings.throttle else None
         # What watches or shapes every API request (metrics, logs, faults) registers here.
         self.operation_hooks = OperationHooks()
+        self.operation_hooks.after += [self.metrics.request_finished, access.request_finished]
         self.aws = AwsJsonApp(OpsWorksCM(self.runtime).table(), verifier, throttle, self.executor,
                               inline_reads=self._read_inline,
                               unavailable=self.db.unavailable, hooks=self.operation_hooks)
         self.admin = AdminApp(self.clock, self.advance, self.health, self.executor,
                               self.read_log, loopback=settings.loopback,
                               admin_token=settings.admin_token)
+        self._metrics_registry = CollectorRegistry(auto_describe=False)
+        self._metrics_registry.register(self.metric_files)
+        self._metrics_registry.register(DatabaseGauges(
+            self.db, self.clock, self.credential_pool, job_kinds=handlers,
+            drivers=list(self.runtime.drivers.by_name)))
+        self.scrape = ScrapeApp(self._exposition, self.executor,
+                                metrics_token=settings.metrics_token)
         self.started_at = time.time()
 
     def _read_inline(self, call: Callable[[], Any]) -> tuple[bool, Any]:
@@ -227,6 +251,7 @@ class CmhostApp:
         for driver in {id(d): d for d in self.runtime.drivers.by_name.values()}.values():
             driver.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.metric_files.close()
         self.db.dispose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -234,6 +259,8 @@ class CmhostApp:
         if kind == "http":
             if scope["path"].startswith("/_cmhost/"):
                 await self.admin(scope, receive, send)
+            elif scope["path"] == METRICS_PATH:
+                await self.scrape(scope, receive, send)
             else:
                 await self.aws(scope, receive, send)
         elif kind == "lifespan":
@@ -253,6 +280,12 @@ class CmhostApp:
                 self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    # --- /metrics ---------------------------------------------------------------------
+
+    def _exposition(self) -> bytes:
+        """The scrape's answer: this host's counters and the database's gauges."""
+        return generate_latest(self._metrics_registry)
 
     # --- /_cmhost/ --------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -72,8 +73,11 @@ class CredentialPool:
     """The API side: hands out pooled credentials (a `pki.CredentialSupply`)."""
 
     def __init__(self, db: Database, box: SecretBox, *, servers: int,
-                 max_wait: float = MAX_WAIT_SECONDS) -> None:
+                 max_wait: float = MAX_WAIT_SECONDS,
+                 on_dry: Callable[[str], None] | None = None) -> None:
         self.db = db
+        # Told the kind of each credential a request makes itself (metrics); must not raise.
+        self.on_dry = on_dry
         self.box = box
         self.servers = max(0, servers)
         self.max_wait = max_wait
@@ -168,6 +172,8 @@ class CredentialPool:
     def _dry(self, kind: str, *, timed_out: bool) -> None:
         """The request makes this credential itself (no filler alive, or it waited too long)."""
         self.made_here += 1
+        if self.on_dry is not None:
+            self.on_dry(kind)
         if timed_out:
             log.warning("credential pool: no %s within %gs; making it in the request",
                         kind, self.max_wait)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 
 from cmhost.engines.base import EngineError, EngineEvent
 from cmhost.engines.supervisor import RestartNotice, Supervisor
@@ -36,13 +37,24 @@ RESTART_GRACE = 600.0
 RESTART_RECHECK = 1.0
 
 
+class HealthWatch(Protocol):
+    """Told of each health check and each engine restart (metrics). Quick, never raises."""
+
+    def health_checked(self, engine: str, driver: str, result: str) -> None:
+        """`result`: the status the driver reported, or "error" when the check raised."""
+
+    def engine_restarted(self, engine: str, driver: str, process: str) -> None:
+        """`process`: "engine", or the part of a process beside it (`<id>/<part>`)."""
+
+
 class HealthMonitor:
     """A worker ticker. It runs on real time (engines are real processes), so fast-forwarding
     the virtual clock does not multiply health checks; it never asks the worker to wake."""
 
-    def __init__(self, rt: Runtime, interval: float) -> None:
+    def __init__(self, rt: Runtime, interval: float, watch: HealthWatch | None = None) -> None:
         self.rt = rt
         self.interval = interval
+        self.watch = watch
         self._next = 0.0
         self._resumed: set[str] = set()
         self._unreachable: dict[str, int] = {}
@@ -72,18 +84,22 @@ class HealthMonitor:
                     log.exception("health check of server %s failed", row["name"])
         return changed
 
-    def _supervisors(self) -> list[Supervisor]:
-        found: dict[int, Supervisor] = {}
-        for driver in self.rt.drivers.by_name.values():
+    def _supervisors(self) -> list[tuple[str, str, Supervisor]]:
+        """(engine family, driver name, its supervisor) of the drivers that have one."""
+        found: dict[int, tuple[str, str, Supervisor]] = {}
+        for (family, name), driver in self.rt.drivers.by_name.items():
             sup = getattr(driver, "supervisor", None)  # the real engines' drivers have one
             if isinstance(sup, Supervisor):
-                found[id(sup)] = sup
+                found.setdefault(id(sup), (family, name, sup))
         return list(found.values())
 
     def _take_restart_notices(self) -> int:
         changed = 0
-        for sup in self._supervisors():
+        for family, driver, sup in self._supervisors():
             for notice in sup.take_notices():
+                if self.watch is not None:
+                    _, _, part = notice.key.partition("/")
+                    self.watch.engine_restarted(family, driver, part or "engine")
                 try:
                     changed += self._record_restart(notice)
                 except Exception as exc:
@@ -163,7 +179,14 @@ class HealthMonitor:
             except EngineError as exc:
                 log.warning("could not resume the engine of %s: %s", row["name"], exc)
             self._resumed.add(row["id"])
-        health = driver.check_health(spec, material)
+        try:
+            health = driver.check_health(spec, material)
+        except Exception:
+            if self.watch is not None:
+                self.watch.health_checked(spec.family, row["driver"], "error")
+            raise
+        if self.watch is not None:
+            self.watch.health_checked(spec.family, row["driver"], health.status)
         status = health.status
         restarted_at = self._restarted.get(row["id"])
         if restarted_at is not None:

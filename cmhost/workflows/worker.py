@@ -6,12 +6,15 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
+from cmhost.logs import job_fields
 from cmhost.messages import caller_message
 from cmhost.storage import repo
 from cmhost.storage.db import Database
@@ -32,6 +35,25 @@ class Ticker(Protocol):
     def next_due(self, now: float) -> float | None: ...
 
 
+@dataclass(frozen=True)
+class StepRecord:
+    """What one job step did, for those who watch the worker (metrics, logs)."""
+
+    job: Job
+    # next (the job goes on), done, failed (the step ended the job as failed), retry (the step
+    # raised and runs again later), gave_up (it raised too often), lease_lost (another worker
+    # holds the job now: nothing was recorded)
+    outcome: str
+    duration: float  # seconds the step ran, on the wall clock
+    finished: str | None = None  # the job's end: "done" or "failed"; None while it goes on
+    age: float | None = None  # a finished job's seconds since it was enqueued (service clock)
+    error: str | None = None  # what a step that raised said
+
+
+StepWatcher = Callable[[StepRecord], None]
+_FINISHED = {"done": "done", "failed": "failed", "gave_up": "failed"}
+
+
 class _LeaseLost(Exception):
     """Raised inside a transaction to roll it back: another worker owns the job now."""
 
@@ -41,9 +63,12 @@ class Worker(BackgroundLoop):
 
     def __init__(self, db: Database, clock: Clock, handlers: Mapping[str, JobHandler], *,
                  tickers: Sequence[Ticker] = (), lease_seconds: float = 300.0,
-                 poll_seconds: float = 1.0) -> None:
+                 poll_seconds: float = 1.0, watchers: Sequence[StepWatcher] = ()) -> None:
         super().__init__()
         self.db = db
+        # Told of every step once its outcome is recorded; quick, and must not raise (a
+        # failing one is logged and skipped).
+        self.watchers = list(watchers)
         self.tickers = list(tickers)
         self.clock = clock
         self.handlers = dict(handlers)
@@ -82,7 +107,10 @@ class Worker(BackgroundLoop):
         job = Job(id=row["id"], kind=row["kind"], server_id=row["server_id"],
                   payload=row["payload"] or {}, step=row["step"], attempts=row["attempts"])
         try:
-            self._run_claimed(job)
+            # Every line logged while the step runs names the job (JSON logs).
+            with job_fields(job_id=job.id, job_kind=job.kind, server_id=job.server_id,
+                            attempt=job.attempts, step=job.step):
+                self._run_claimed(job, enqueued_at=float(row["created_at"]))
         except Exception:
             if self._database_out():
                 self._stranded.append(job)
@@ -95,10 +123,14 @@ class Worker(BackgroundLoop):
         step's own failure: retried with backoff, counted, logged, failed at last."""
         return self.db.outage_active
 
-    def _run_claimed(self, job: Job) -> None:
+    def _run_claimed(self, job: Job, enqueued_at: float) -> None:
+        started = time.perf_counter()
         handler = self.handlers.get(job.kind)
         if handler is None:
-            self._record_failure(job, f"no handler for job kind {job.kind!r}", final=True)
+            error = f"no handler for job kind {job.kind!r}"
+            recorded = self._record_failure(job, error, final=True)
+            self._tell(job, "failed" if recorded else "lease_lost", started, enqueued_at,
+                       error)
             return
         try:
             outcome = handler.run(job)
@@ -108,9 +140,33 @@ class Worker(BackgroundLoop):
             detail = f"{type(exc).__name__}: {caller_message(exc)}"  # shown to callers
             log.warning("job %s (%s/%s) failed: %s\n%s", job.id, job.kind, job.step, detail,
                         traceback.format_exc())
-            self._record_failure(job, detail, final=job.attempts >= MAX_ATTEMPTS)
+            final = job.attempts >= MAX_ATTEMPTS
+            recorded = self._record_failure(job, detail, final=final)
+            self._tell(job, ("gave_up" if final else "retry") if recorded else "lease_lost",
+                       started, enqueued_at, detail)
             return
-        self._record(job, outcome)
+        recorded = self._record(job, outcome)
+        if not recorded:
+            said = "lease_lost"
+        elif outcome.next_step is not None:
+            said = "next"
+        else:
+            said = "failed" if outcome.failed else "done"
+        self._tell(job, said, started, enqueued_at, None)
+
+    def _tell(self, job: Job, outcome: str, started: float, enqueued_at: float,
+              error: str | None) -> None:
+        if not self.watchers:
+            return
+        finished = _FINISHED.get(outcome)
+        record = StepRecord(job=job, outcome=outcome, duration=time.perf_counter() - started,
+                            finished=finished, error=error,
+                            age=self.clock.now() - enqueued_at if finished else None)
+        for watcher in self.watchers:
+            try:
+                watcher(record)
+            except Exception:  # a watcher must not break the worker
+                log.exception("a job step watcher failed for job %s", job.id)
 
     def _release_stranded(self) -> None:
         """Hand back the leases of stranded jobs, due now, without counting the attempt the
@@ -123,12 +179,15 @@ class Worker(BackgroundLoop):
                                      attempts=max(0, job.attempts - 1))
             self._stranded.pop(0)
 
-    def _record(self, job: Job, outcome: Outcome) -> None:
+    def _record(self, job: Job, outcome: Outcome) -> bool:
+        """Whether the outcome was recorded (False: the lease was lost)."""
         now = self.clock.now()
         try:
             self._record_in_transaction(job, outcome, now)
         except _LeaseLost:
             log.warning("job %s: lease lost before its outcome was recorded", job.id)
+            return False
+        return True
 
     def _record_in_transaction(self, job: Job, outcome: Outcome, now: float) -> None:
         with self.db.write() as conn:
@@ -144,12 +203,15 @@ class Worker(BackgroundLoop):
             if outcome.effects is not None:
                 outcome.effects(conn)
 
-    def _record_failure(self, job: Job, error: str, *, final: bool) -> None:
+    def _record_failure(self, job: Job, error: str, *, final: bool) -> bool:
+        """Whether the failure was recorded (False: the lease was lost)."""
         now = self.clock.now()
         try:
             self._record_failure_in_transaction(job, error, final, now)
         except _LeaseLost:
             log.warning("job %s: lease lost before its failure was recorded", job.id)
+            return False
+        return True
 
     def _record_failure_in_transaction(self, job: Job, error: str, final: bool, now: float
                                        ) -> None:
