@@ -1,10 +1,12 @@
-"""cmhost's own endpoints under /_cmhost/: health, the clock, and backup logs.
+"""cmhost's own endpoints under /_cmhost/: health, the clock, faults, keys and backup logs.
 
 Who may do what. On a loopback bind everything answers everyone (only this machine reaches
-it). On any other bind, what changes anything (moving the clock) answers only to the holder
-of the admin token (`Authorization: Bearer <--admin-token>`), and health tells only its
-status unless the token is given; a wrong token is refused everywhere. Reading the clock
-stays open, and a backup log answers to the signature its S3LogUrl carries.
+it). On any other bind, what changes anything (moving the clock, arming or clearing faults,
+issuing a key) answers only to the holder of the admin token (`Authorization: Bearer
+<--admin-token>`), and health tells only its status unless the token is given; a wrong token
+is refused everywhere. Listing the faults needs the token too (they say which accounts and
+servers someone is testing). Reading the clock stays open, and a backup log answers to the
+signature its S3LogUrl carries.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -27,9 +30,21 @@ from cmhost.api.protocol import (
     read_body,
     send_json,
 )
+from cmhost.service.errors import ServiceError, ValidationException
+from cmhost.service.faults import Faults
+from cmhost.service.keys import IssuedKey
 from cmhost.workflows.clock import Clock
 
 JSON = b"application/json"
+FAULTS = "/_cmhost/faults"
+MAX_ADMIN_BODY = 64 * 1024
+_ACCOUNT = re.compile(r"[0-9]{12}")
+_USER = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
+# Issues an access key: (account, user name) -> the key.
+IssueKey = Callable[[str, str], IssuedKey]
+_STATUS = {"ResourceNotFoundException": 404, "MethodNotAllowed": 405}
+# An admin tool's endpoint: (scope, receive) -> (HTTP status, JSON answer).
+Endpoint = Callable[[Scope, Receive], Awaitable[tuple[int, dict[str, Any]]]]
 
 
 class AdminApp:
@@ -44,6 +59,13 @@ class AdminApp:
         self.advance = advance
         self.health = health
         self.executor = executor
+        self.faults: Faults | None = None
+        self.issue_key: IssueKey | None = None
+
+    def attach(self, faults: Faults, issue_key: IssueKey) -> None:
+        """Serve /_cmhost/faults with `faults`, and /_cmhost/keys with `issue_key`."""
+        self.faults = faults
+        self.issue_key = issue_key
 
     def _token_given(self, scope: Scope) -> str | None:
         """The bearer token of the request, if it has one."""
@@ -132,6 +154,25 @@ class AdminApp:
             await loop.run_in_executor(self.executor, self.advance, float(seconds), run)
             await reply(200, self._clock_state())
             return
+        tool = self._tool(path, method)
+        if tool is not None:
+            if not privileged:
+                await error(403, "AccessDeniedException",
+                            f"{tool[0]} on a cmhost that listens beyond loopback needs the "
+                            f"admin token; {self._how_to_authorise()}.")
+                return
+            try:
+                status, payload = await tool[1](scope, receive)
+            except ClientGone:
+                return
+            except RequestEntityTooLarge as exc:
+                await error(exc.status, exc.code, exc.message)
+                return
+            except ServiceError as exc:
+                await error(_STATUS.get(exc.code, 400), exc.code, exc.message)
+                return
+            await reply(status, payload)
+            return
         if path.startswith("/_cmhost/logs/") and method == "GET":
             key = unquote(path.removeprefix("/_cmhost/logs/"))
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -147,3 +188,65 @@ class AdminApp:
             await send({"type": "http.response.body", "body": data})
             return
         await error(404, "NotFound", f"No cmhost endpoint {method} {path}.")
+
+    def _tool(self, path: str, method: str) -> tuple[str, Endpoint] | None:
+        """The admin tool at `path` (what it is, for a refusal, and its endpoint), if any."""
+        if (path == FAULTS or path.startswith(FAULTS + "/")) and self.faults is not None:
+            return "Faults", self._faults
+        if path == "/_cmhost/keys" and method == "POST" and self.issue_key is not None:
+            return "Issuing keys", self._keys
+        return None
+
+    async def _faults(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
+        """POST (arm), GET (list), DELETE (clear) /_cmhost/faults; DELETE .../<id>."""
+        faults = self.faults
+        assert faults is not None
+        loop = asyncio.get_running_loop()
+        path, method = scope["path"], scope["method"]
+        fault_id = unquote(path.removeprefix(FAULTS + "/")) if path != FAULTS else None
+        if fault_id is None and method == "POST":
+            body = _json_object(await read_body(receive, MAX_ADMIN_BODY))
+            if body is None:
+                raise ValidationException(
+                    "Expected a JSON object describing the fault, with at least \"kind\".")
+            return 201, await loop.run_in_executor(self.executor, faults.arm, body)
+        if fault_id is None and method == "GET":
+            return 200, {"faults": await loop.run_in_executor(self.executor, faults.listing)}
+        if fault_id is None and method == "DELETE":
+            return 200, {"cleared": await loop.run_in_executor(self.executor, faults.clear)}
+        if fault_id and method == "DELETE":
+            await loop.run_in_executor(self.executor, faults.remove, fault_id)
+            return 200, {"removed": fault_id}
+        raise MethodNotAllowed(f"No cmhost endpoint {method} {path}: faults are POST (arm), "
+                               f"GET (list) and DELETE (clear) {FAULTS}, and DELETE "
+                               f"{FAULTS}/<id>.")
+
+    async def _keys(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
+        """POST /_cmhost/keys: issue an access key, as `cmhost keys create` does."""
+        issue_key = self.issue_key
+        assert issue_key is not None
+        body = _json_object(await read_body(receive, MAX_ADMIN_BODY)) or {}
+        account, user = body.get("account"), body.get("user", "admin")
+        if not isinstance(account, str) or not _ACCOUNT.fullmatch(account) \
+                or not isinstance(user, str) or not _USER.fullmatch(user):
+            raise ValidationException('Expected a JSON body {"account": "<12 digits>"} '
+                                      '(optionally "user": "<IAM user name>", default '
+                                      '"admin").')
+        issued = await asyncio.get_running_loop().run_in_executor(
+            self.executor, issue_key, account, user)
+        return 201, {"AccessKeyId": issued.access_key_id,
+                     "SecretAccessKey": issued.secret_access_key,
+                     "Account": issued.account, "Principal": issued.principal_arn}
+
+
+class MethodNotAllowed(ServiceError):
+    code = "MethodNotAllowed"
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object; None if it is not one."""
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        return None
+    return body if isinstance(body, dict) else None

@@ -131,6 +131,16 @@ class CreateServerJob(ServerJob):
                               message=f"Server creation failed: {reason}", log_key=key)
         return effects
 
+    def fail(self, job: Job, reason: str, note: str) -> Effects | None:
+        """FAILED at once, `reason` its StatusReason as given (a fault armed for it); `note`
+        says why in the creation's log."""
+        row = self.server(job)
+        if row is None:
+            return None
+        now = self.rt.clock.now()
+        return self._failed(row, reason, now, backup_id=job.payload.get("backup_id"),
+                            done=[(now, note)])
+
     def give_up(self, job: Job, error: str) -> Effects | None:
         row = self.server(job)
         if row is None:
