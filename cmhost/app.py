@@ -16,7 +16,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from cmhost import __version__
 from cmhost.api.admin import AdminApp
+from cmhost.api.fault_hook import fault_hook
 from cmhost.api.handlers import OpsWorksCM
+from cmhost.api.model import SERVICE
 from cmhost.api.protocol import AwsJsonApp, OperationHooks, Receive, Scope, Send
 from cmhost.api.scrape import PATH as METRICS_PATH
 from cmhost.api.scrape import ScrapeApp
@@ -31,10 +33,13 @@ from cmhost.observability.files import MetricFiles, host_directory
 from cmhost.observability.gauges import DatabaseGauges
 from cmhost.service.artifacts import sign_key
 from cmhost.service.credential_pool import CredentialPool, PoolFiller
+from cmhost.service.faults import Faults, FaultTicker
+from cmhost.service.faults_holds import held_drivers
+from cmhost.service.faults_jobs import failing_jobs
 from cmhost.service.health import HealthMonitor
 from cmhost.service.housekeeping import TempSweeper
 from cmhost.service.jobs import job_handlers
-from cmhost.service.keys import KeyDirectory
+from cmhost.service.keys import KeyDirectory, issue_key
 from cmhost.service.retention import EventPruner, JobPruner
 from cmhost.service.runtime import Drivers, Runtime
 from cmhost.service.schedules import Scheduler
@@ -218,6 +223,16 @@ class CmhostApp:
             drivers=list(self.runtime.drivers.by_name)))
         self.scrape = ScrapeApp(self._exposition, self.executor,
                                 metrics_token=settings.metrics_token)
+        # Fault injection (/_cmhost/faults): error and latency faults answer operations, a
+        # fail_job fault fails the job it is armed for, a server_status fault holds servers
+        # in a status (health checks report it) until its time on the clock is up.
+        self.faults = Faults(self.runtime, SERVICE.operations)
+        self.operation_hooks.before.append(fault_hook(self.faults, self.executor))
+        self.worker.handlers = failing_jobs(self.faults, self.runtime, self.worker.handlers)
+        self.worker.tickers.append(FaultTicker(self.faults))
+        self.runtime.drivers = held_drivers(self.runtime.drivers, self.faults.holds)
+        self.admin.attach(self.faults, lambda account, user: issue_key(
+            self.db, self.box, account=account, user=user, now=time.time()))
         self.started_at = time.time()
 
     def _read_inline(self, call: Callable[[], Any]) -> tuple[bool, Any]:
