@@ -1,4 +1,4 @@
-"""The `cmhost` command: serve, worker, keys, accounts, model export, db upgrade."""
+"""The `cmhost` command: serve, worker, keys, accounts, faults, model export, db upgrade."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cmhost.config import Settings, env_defaults
 from cmhost.logs import configure_logging
 from cmhost.memory import return_large_frees_to_the_os
+from cmhost.service.faults_spec import JOBS, KINDS
 
 
 def _add_storage_flags(p: argparse.ArgumentParser) -> None:
@@ -71,6 +74,53 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
                         "(CMHOST_PUPPETDB_DATABASE_URL); the role must be allowed CREATE DATABASE")
 
 
+def _add_admin_client_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", help="the running cmhost (default http://<--host>:<--port>)")
+    p.add_argument("--host", help="its listen address (CMHOST_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="its port (CMHOST_PORT, default 4580)")
+    p.add_argument("--admin-token", help="its admin token, needed off loopback "
+                                         "(CMHOST_ADMIN_TOKEN)")
+
+
+def _add_faults_parser(sub: Any) -> None:
+    faults = sub.add_parser("faults", help="arm, list and clear faults of a running cmhost "
+                                           "(through /_cmhost/faults)")
+    faults_sub = faults.add_subparsers(dest="faults_command", required=True)
+    add = faults_sub.add_parser("add", help="arm a fault; prints it (with its id) as JSON")
+    add.add_argument("kind", choices=KINDS)
+    add.add_argument("--json", dest="fault_json", metavar="OBJECT",
+                     help="the fault as a JSON object (the flags below override its fields)")
+    for flag, kind, text in _FAULT_FLAGS:
+        add.add_argument(flag, type=kind, help=text)
+    add.add_argument("--no-count", action="store_true",
+                     help="fire every time until it expires (\"count\": null)")
+    _add_admin_client_flags(add)
+    lst = faults_sub.add_parser("list", help="list the armed faults as JSON")
+    _add_admin_client_flags(lst)
+    clear = faults_sub.add_parser("clear", help="disarm every fault, or the one named")
+    clear.add_argument("fault_id", nargs="?", help="the id of one fault")
+    _add_admin_client_flags(clear)
+
+
+# `cmhost faults add` flags: each sets the fault field of its name (--server-name: server_name).
+_FAULT_FLAGS: list[tuple[str, Callable[[str], Any], str]] = [
+    ("--job", str, f"fail_job: the job to fail ({', '.join(JOBS)})"),
+    ("--status-reason", str, "fail_job: the StatusReason; server_status: the reason shown"),
+    ("--status", str, "server_status: UNHEALTHY, CONNECTION_LOST, FAILED or TERMINATED"),
+    ("--duration", float, "server_status: seconds (on cmhost's clock) the server stays so"),
+    ("--operation", str, "error, latency: the operation (default: every operation)"),
+    ("--code", str, "error: the AWS error code, e.g. ThrottlingException"),
+    ("--message", str, "error: its message (default: the code)"),
+    ("--http-status", int, "error: the HTTP status (default 400)"),
+    ("--latency", float, "latency: seconds added to the call"),
+    ("--account", str, "only this 12-digit account (default: every account)"),
+    ("--server-name", str, "only servers whose name matches this glob (default: every one)"),
+    ("--count", int, "how many times it fires (default 1)"),
+    ("--probability", float, "the chance it fires each time it could (default 1)"),
+    ("--expires-in", float, "seconds (on cmhost's clock) until it is disarmed (default 3600)"),
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmhost", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_sub = model.add_subparsers(dest="model_command", required=True)
     export = model_sub.add_parser("export", help="write a botocore model for AWS_DATA_PATH")
     export.add_argument("directory", type=Path)
+
+    _add_faults_parser(sub)
 
     db = sub.add_parser("db", help="the database")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -237,9 +289,49 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
 
 
+def cmd_faults(args: argparse.Namespace, settings: Settings) -> int:
+    """`cmhost faults`: talks to the running cmhost over HTTP, so a fault is checked, armed
+    (and a server_status fault applied) by the service itself, counts at once in the process
+    that serves, and the same admin rule holds as for /_cmhost/faults."""
+    from cmhost.admin_client import AdminClient, AdminError
+
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
+    url = args.url or (f"http://[{host}]:{settings.port}" if ":" in host
+                       else f"http://{host}:{settings.port}")
+    client = AdminClient(url, settings.admin_token)
+    try:
+        if args.faults_command == "add":
+            try:
+                fault = json.loads(args.fault_json) if args.fault_json else {}
+            except ValueError as exc:
+                return _fail(f"--json is not valid JSON: {exc}")
+            if not isinstance(fault, dict):
+                return _fail("--json must be a JSON object")
+            fault["kind"] = args.kind
+            for flag, _, _ in _FAULT_FLAGS:
+                value = getattr(args, flag[2:].replace("-", "_"))
+                if value is not None:
+                    fault[flag[2:].replace("-", "_")] = value
+            if args.no_count:
+                fault["count"] = None
+            print(json.dumps(client.arm_fault(fault), indent=2))
+        elif args.faults_command == "list":
+            print(json.dumps({"faults": client.list_faults()}, indent=2))
+        elif args.fault_id:
+            client.remove_fault(args.fault_id)
+            print(json.dumps({"removed": args.fault_id}))
+        else:
+            print(json.dumps({"cleared": client.clear_faults()}))
+    except AdminError as exc:
+        return _fail(exc.message if not exc.code else f"{exc.code}: {exc.message}")
+    return 0
+
+
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return cmd_serve(settings)
+    if args.command == "faults":
+        return cmd_faults(args, settings)
     if args.command == "worker":
         return cmd_worker(settings)
     if args.command == "model":
