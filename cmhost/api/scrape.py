@@ -14,13 +14,16 @@ import hmac
 from collections.abc import Callable
 from concurrent.futures import Executor
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from cmhost.api.protocol import Receive, Scope, Send, new_request_id, send_json
 from cmhost.config import is_loopback
 
 PATH = "/metrics"
 JSON = b"application/json"
+# Every name and label here is a classic one, so the answer is also the 0.0.4 text format,
+# which every Prometheus (2.x included) reads; 1.0.0 is the library's default.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4.encode()
 
 
 def bearer_token(scope: Scope) -> str | None:
@@ -87,7 +90,7 @@ class ScrapeApp:
         loop = asyncio.get_running_loop()
         body = await loop.run_in_executor(self.executor, self.exposition)
         await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", CONTENT_TYPE_LATEST.encode()),
+            (b"content-type", CONTENT_TYPE),
             (b"content-length", str(len(body)).encode()),
             (b"x-amzn-requestid", request_id.encode())]})
         await send({"type": "http.response.body",

@@ -7,7 +7,8 @@ private key), UpdateServerEngineAttributes (a generated pivotal key, a given and
 Puppet password), CreateBackup, RestoreServer, StartMaintenance and a node association. Then,
 with the server stopped (SQLite's WAL checkpointed):
 
-- no returned secret appears in the database, in any file of the data directory, in the log;
+- no returned secret appears in the database, in any file of the data directory, in the log
+  (JSON lines at debug level, searched as written and with every JSON string decoded);
 - no file holds a PEM "PRIVATE KEY", and no file holds the DER (raw or base64) of the private
   key behind any certificate cmhost made: the CA keys, server keys and kit keys, found through
   the public key of every certificate on disk or returned;
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
 import stat
@@ -190,7 +192,9 @@ def ssh_private_key() -> str:
 
 @pytest.fixture(scope="module")
 def vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vault]:
-    host = quiet_host(Path(tmp_path_factory.mktemp("secrets"))).start()
+    # The most the log ever says: every access line and every debug line, as JSON.
+    host = quiet_host(Path(tmp_path_factory.mktemp("secrets")), extra_args=[
+        "--log-format", "json", "--log-level", "debug"]).start()
     caller = issue_caller(host, ACCOUNT)
     v = Vault(host, caller)
     try:
@@ -291,10 +295,31 @@ def _drive(v: Vault) -> None:
 def _stored(v: Vault) -> list[tuple[str, bytes]]:
     """(where, bytes) of everything cmhost keeps: the database, every file of the data
     directory (blobs included), the log."""
-    places = [("database", database_bytes(v.host.database_url)), ("log", v.host.log_path.read_bytes())]
+    log = v.host.log_path.read_bytes()
+    places = [("database", database_bytes(v.host.database_url)), ("log", log),
+              ("log, JSON decoded", _decoded_json_lines(log))]
     places += [(str(p.relative_to(v.host.data_dir)), p.read_bytes())
                for p in sorted(v.host.data_dir.rglob("*")) if p.is_file()]
     return places
+
+
+def _decoded_json_lines(log: bytes) -> bytes:
+    """Every value of every JSON line of the log, unescaped (a secret with a quote, a
+    backslash or a line break would not match as JSON writes it)."""
+    out = []
+    for line in log.splitlines():
+        if line.startswith(b"{"):
+            out += [str(value).encode() for value in json.loads(line).values()]
+    return b"\n".join(out)
+
+
+def test_the_log_is_json_with_an_access_line_per_request(vault: Vault) -> None:
+    records = [json.loads(line) for line in vault.host.log_path.read_bytes().splitlines()
+               if line.startswith(b"{")]
+    access = [r for r in records if r["logger"] == "cmhost.access"]
+    assert len(access) >= vault.caller.sent[0] > 25
+    assert {r["account"] for r in access} == {ACCOUNT}
+    assert any(r["logger"] == "cmhost.jobs" for r in records)
 
 
 def test_no_secret_is_stored_in_clear(vault: Vault) -> None:
