@@ -1,14 +1,17 @@
-"""An embedded server's state directory: atomic writes, a lock, whole-directory replacement."""
+"""A server's state directory: atomic writes, a lock, whole-directory replacement and exchange."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
+from typing import cast
 
 from cmhost import tempfiles
 from cmhost.engines.base import EngineError
@@ -51,20 +54,30 @@ def locked(root: Path) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def read_files(root: Path) -> dict[str, bytes]:
+def read_files(root: Path, *,
+               leave_out: Callable[[str, Path], bool] | None = None) -> dict[str, bytes]:
     """Every regular file under `root`, keyed by its relative POSIX path, in sorted order.
 
-    Leftover temporary files are skipped; anything that is neither a file nor a directory
-    (a symbolic link, a device) is refused.
+    Leftover temporary files are skipped, and so is whatever `leave_out(relative, path)` says
+    (a directory with everything in it); anything else that is neither a file nor a
+    directory (a symbolic link, a device) is refused.
     """
     files: dict[str, bytes] = {}
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root).as_posix()
-        if path.is_symlink() or not (path.is_file() or path.is_dir()):
-            raise EngineError(f"The engine state holds {relative!r}, which is not a regular file.")
-        if path.is_file() and not _is_leftover(path.name):
-            files[relative] = path.read_bytes()
-    return files
+    for directory, subdirs, names in os.walk(root):
+        base = Path(directory)
+        for name in sorted(subdirs + names):
+            path = base / name
+            relative = path.relative_to(root).as_posix()
+            if leave_out is not None and leave_out(relative, path):
+                if name in subdirs:
+                    subdirs.remove(name)
+                continue
+            if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                raise EngineError(
+                    f"The engine state holds {relative!r}, which is not a regular file.")
+            if path.is_file() and not _is_leftover(path.name):
+                files[relative] = path.read_bytes()
+    return dict(sorted(files.items()))
 
 
 def _staging_prefixes(root: Path) -> tuple[str, str]:
@@ -134,3 +147,43 @@ def replace_dir(root: Path, files: Mapping[str, bytes], *, dirs: tuple[str, ...]
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2  # renameat2's flag (linux/fs.h)
+_AT_FDCWD = -100
+
+
+def _libc_renameat2() -> Callable[..., int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return cast(Callable[..., int], libc.renameat2)
+    except (OSError, AttributeError):
+        return None
+
+
+_renameat2 = _libc_renameat2()
+
+
+def exchange_dirs(a: Path, b: Path) -> None:
+    """Swap the directories `a` and `b` in one step (Linux renameat2 RENAME_EXCHANGE): a
+    reader of either path sees the old tree or the new one, never none. Where the system
+    cannot exchange (an old kernel or a file system without it), `b` is moved aside and `a`
+    put in its place: two renames, with a moment in which `b` does not exist."""
+    if _renameat2 is not None:
+        done = _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b),
+                          _RENAME_EXCHANGE)
+        if done == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), str(a), None, str(b))
+    aside = Path(tempfile.mkdtemp(dir=a.parent, prefix=f".{a.name}.swap-"))
+    os.rename(b, aside / "old")
+    try:
+        os.rename(a, b)
+    except OSError:
+        os.rename(aside / "old", b)
+        aside.rmdir()
+        raise
+    os.rename(aside / "old", a)
+    aside.rmdir()
