@@ -1,7 +1,7 @@
-"""Who may use /_cmhost/ off loopback: the admin token moves the clock and reads the full
-health; without it the clock stays put and health says only its status. And the binds that
-must not start: a virtual clock off loopback without a token, every address without a
-public URL."""
+"""Who may use /_cmhost/ off loopback: the admin token moves the clock, arms, lists and clears
+faults, issues keys and reads the full health; without it the clock stays put, no fault is
+armed, no key issued, and health says only its status. And the binds that must not start:
+a virtual clock off loopback without a token, every address without a public URL."""
 
 from __future__ import annotations
 
@@ -67,6 +67,37 @@ def test_the_clock_moves_with_the_token(exposed: Cmhost) -> None:
     status, reply = call(exposed, "POST", "/_cmhost/clock", {"advance": 86400}, token=TOKEN)
     assert status == 200, reply
     assert reply["mode"] == "virtual" and reply["now"] - before >= 86400
+
+
+FAULT = {"kind": "error", "operation": "DescribeServers", "code": "ThrottlingException"}
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token", TOKEN[:-1], ""])
+def test_faults_and_keys_need_the_token(exposed: Cmhost, token: str | None) -> None:
+    for method, path, body in [("POST", "/_cmhost/faults", FAULT),
+                               ("GET", "/_cmhost/faults", None),
+                               ("DELETE", "/_cmhost/faults", None),
+                               ("DELETE", "/_cmhost/faults/fault-0123456789ab", None),
+                               ("POST", "/_cmhost/keys", {"account": "123456789012"})]:
+        status, reply = call(exposed, method, path, body, token=token)
+        assert status == 403, (method, path, reply)
+        assert reply["__type"] == "AccessDeniedException"
+        assert "Authorization: Bearer" in reply["message"]
+    status, listed = call(exposed, "GET", "/_cmhost/faults", token=TOKEN)
+    assert (status, listed) == (200, {"faults": []})  # nothing was armed
+
+
+def test_faults_and_keys_answer_the_token(exposed: Cmhost) -> None:
+    status, armed = call(exposed, "POST", "/_cmhost/faults", FAULT, token=TOKEN)
+    assert status == 201 and armed["code"] == "ThrottlingException"
+    status, listed = call(exposed, "GET", "/_cmhost/faults", token=TOKEN)
+    assert [f["id"] for f in listed["faults"]] == [armed["id"]]
+    assert call(exposed, "DELETE", "/_cmhost/faults", token=TOKEN) == (200, {"cleared": 1})
+    status, key = call(exposed, "POST", "/_cmhost/keys", {"account": "123456789012"},
+                       token=TOKEN)
+    assert status == 201 and key["Account"] == "123456789012"
+    client = exposed.client(key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+    assert client.describe_servers()["Servers"] == []
 
 
 def test_health_tells_only_its_status_without_the_token(exposed: Cmhost) -> None:
