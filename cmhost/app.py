@@ -25,6 +25,7 @@ from cmhost.api.scrape import ScrapeApp
 from cmhost.api.sigv4 import KeyRecord, SigV4Verifier
 from cmhost.api.throttle import TokenBuckets
 from cmhost.config import Settings
+from cmhost.console.app import ConsoleApp
 from cmhost.engines.base import DriverContext, EngineDriver, EngineFamily
 from cmhost.engines.embedded import EmbeddedDriver
 from cmhost.logs import AccessLog
@@ -213,6 +214,8 @@ class CmhostApp:
         self.aws = AwsJsonApp(OpsWorksCM(self.runtime).table(), verifier, throttle, self.executor,
                               inline_reads=self._read_inline,
                               unavailable=self.db.unavailable, hooks=self.operation_hooks)
+        self.console = ConsoleApp(self.runtime, self.aws.handlers, self.keys, self.executor,
+                                  self.operation_hooks)
         self.admin = AdminApp(self.clock, self.advance, self.health, self.executor,
                               self.read_log, loopback=settings.loopback,
                               admin_token=settings.admin_token)
@@ -274,6 +277,8 @@ class CmhostApp:
         if kind == "http":
             if scope["path"].startswith("/_cmhost/"):
                 await self.admin(scope, receive, send)
+            elif ConsoleApp.serves(scope["path"]):  # /console/..., /servers/<name>/dashboard/...
+                await self.console(scope, receive, send)
             elif scope["path"] == METRICS_PATH:
                 await self.scrape(scope, receive, send)
             else:
