@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from cmhost.observability.files import Counter, Histogram, MetricFiles
+from cmhost.observability.files import Count, Counter, Histogram, MetricFiles, Slot
 
 if TYPE_CHECKING:
     from cmhost.api.protocol import RequestRecord
@@ -78,23 +78,33 @@ class Metrics:
             "Credentials a request made itself because the credential pool had none, by kind.",
             ["kind"])
         self.jobs.declare(*((kind, outcome) for kind in job_kinds for outcome in JOB_OUTCOMES))
+        # (operation, error code, answered) -> the counts of such a request, the timing's
+        # slots: bounded by the operations and error codes there are.
+        self._per_request: dict[tuple[str | None, str | None, bool],
+                                tuple[tuple[Count, ...], tuple[list[Slot], Slot]]] = {}
 
     # --- hooks --------------------------------------------------------------------------
 
     def request_finished(self, record: RequestRecord) -> None:
-        """An OperationHooks `after` hook."""
-        operation = record.operation or UNKNOWN
-        code = record.error_code
-        if code is None:
-            outcome = "ok" if record.status else "client_gone"
-        else:
-            outcome = code
-            if code == THROTTLED:
-                self.throttled.inc(operation)
-            elif code in DENIED:
-                self.denied.inc(code)
-        self.requests.inc(operation, outcome)
-        self.request_duration.observe(record.duration, operation)
+        """An OperationHooks `after` hook. Per request: two dictionary lookups and one
+        MetricFiles.add (about a microsecond and a half)."""
+        key = (record.operation, record.error_code, record.status != 0)
+        found = self._per_request.get(key)
+        if found is None:
+            found = self._per_request[key] = self._request_slots(*key)
+        counted, timed = found
+        self.files.add((*counted, *self.request_duration.counts(record.duration, timed)))
+
+    def _request_slots(self, operation: str | None, code: str | None, answered: bool
+                       ) -> tuple[tuple[Count, ...], tuple[list[Slot], Slot]]:
+        operation = operation or UNKNOWN
+        outcome = code or ("ok" if answered else "client_gone")
+        counted = [(self.requests.slot(operation, outcome), 1.0)]
+        if code == THROTTLED:
+            counted.append((self.throttled.slot(operation), 1.0))
+        elif code in DENIED:
+            counted.append((self.denied.slot(code), 1.0))
+        return tuple(counted), self.request_duration.slots(operation)
 
     def job_step(self, record: StepRecord) -> None:
         """A worker watcher: each step's outcome; a finished job's outcome and duration."""

@@ -34,6 +34,10 @@ def _until(condition: Callable[[], bool], what: str, timeout: float = 90.0) -> N
         time.sleep(0.3)
 
 
+def _agree(scrapes: list[Scrape]) -> bool:
+    return all(len({s.value(name, **labels) for s in scrapes}) == 1 for name, labels in COUNTERS)
+
+
 def _same_counts(scrapes: list[Scrape]) -> None:
     for name, labels in COUNTERS:
         values = {s.value(name, **labels) for s in scrapes}
@@ -65,6 +69,8 @@ def test_two_apis_and_a_worker_are_summed_in_every_scrape(
     _until(lambda: scrape(b).value("cmhost_credential_pool_entries")
            == sum(POOL_TARGETS.values()), "the pool to be full again")
 
+    # Each process writes its counts to its files every second: the two views agree soon.
+    _until(lambda: _agree([scrape(a), scrape(b)]), "both scrapes to agree", 10)
     seen = [scrape(a), scrape(b)]
     _same_counts(seen)
     for s in seen:
@@ -89,6 +95,7 @@ def test_two_apis_and_a_worker_are_summed_in_every_scrape(
 
     # A crash leaves its files; the next process to start folds them into the archive, and
     # nobody's sums move.
+    time.sleep(1.5)  # every count written: a SIGKILL loses what a process had not written
     counted = scrape(b)
     a.kill()
     third = Cmhost(cluster.root, extra_args=["--no-worker", "--credential-pool", "4"],

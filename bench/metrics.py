@@ -1,0 +1,242 @@
+"""Benchmark: what collecting metrics costs DescribeServers, with and without, in the same run.
+
+What it measures. Requests per second and p50/p99 latency of one signed `DescribeServers`
+call (10 servers in the account, 5 Chef and 5 Puppet, all HEALTHY) on two `cmhost serve
+--no-worker` processes of the same data directory (SQLite), loaded in turn:
+
+- "without the hooks" (the baseline): cmhost with its request `after` hooks removed (the
+  metrics' and the access log's), started through this script (`--serve-without-hooks`);
+- "with metrics": cmhost as it ships (text logs at warning, so the access line is skipped
+  after its level check), scraped every `--scrape-every` seconds (default 1; Prometheus
+  scrapes every 15-60 s) while it is loaded, so the scrape's own cost (reading the metric
+  files and the database) is in the figure;
+- "with metrics, JSON access log" (for information): the same with `--log-format json
+  --log-level info`, one JSON access line per request written to its log file.
+
+The target (issue 18): with metrics at least 0.95 of the baseline's requests/s. Each figure
+is the median of `--rounds` runs (default 3), measured in turn (see bench/README.md). Also
+printed: the CPU time each process spent per request during its measured runs (scrapes
+included), which a busy machine moves much less than it moves requests/s.
+
+    .venv/bin/python bench/metrics.py [--duration 10s] [--rounds 3] [--scrape-every 1]
+                                      [--no-json-logs] [--json]
+
+A quick check that it runs: `--duration 2s --warmup 1s --rounds 1` (~40 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import urllib.request
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
+from typing import Self
+
+from common import (
+    TREE,
+    BenchError,
+    Call,
+    Load,
+    Process,
+    Result,
+    Site,
+    Target,
+    add_load_arguments,
+    check_tools,
+    cpu_seconds,
+    create_healthy_servers,
+    finished,
+    free_port,
+    machine,
+    main_guard,
+    median_result,
+    print_machine,
+    run_wrk,
+    running,
+    table,
+    verdict,
+)
+
+TARGET_RATIO = 0.95  # issue 18: collecting costs DescribeServers at most 5% of its throughput
+SERVER_NAMES = [f"bench-{'chef' if i % 2 == 0 else 'puppet'}-{i:02d}" for i in range(10)]
+BASELINE = "without the hooks"
+WATCHED = "with metrics"
+JSON_LOGS = "with metrics, JSON access log"
+
+
+def serve_without_hooks(argv: list[str]) -> int:
+    """`cmhost <argv>` whose app has no request `after` hooks (no metrics, no access log)."""
+    sys.path.insert(0, str(TREE))
+    from cmhost import app as app_module
+    from cmhost import cli
+
+    class Unwatched(app_module.CmhostApp):
+        def __init__(self, settings: object) -> None:
+            super().__init__(settings)  # type: ignore[arg-type]
+            self.operation_hooks.after.clear()
+
+    app_module.CmhostApp = Unwatched  # type: ignore[misc]
+    return cli.main(argv)
+
+
+def _start_unwatched(site: Site, workdir: Path) -> tuple[Process, int]:
+    port = free_port()
+    argv = [sys.executable, str(Path(__file__).resolve()), "--serve-without-hooks", "serve",
+            "--port", str(port), *site.storage_args, "--throttle", "off", "--log-level",
+            "warning", *site.options, "--no-worker"]
+    proc = Process(BASELINE, argv, f"http://127.0.0.1:{port}/_cmhost/health",
+                   workdir / "unwatched.log")
+    return proc.start(), port
+
+
+class Scraper:
+    """GET /metrics every `every` seconds on a thread, while a target is loaded."""
+
+    def __init__(self, port: int, every: float) -> None:
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.every = every
+        self.scrapes = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Self:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                with urllib.request.urlopen(self.url, timeout=30) as resp:
+                    if b"cmhost_requests_total" not in resp.read():
+                        self.failures.append("a scrape without cmhost_requests_total")
+                self.scrapes += 1
+            except OSError as exc:
+                self.failures.append(f"scrape failed: {exc}")
+
+
+def measure_with_scrapes(targets: Sequence[tuple[Target, Process]], load: Load, every: float
+                         ) -> tuple[dict[str, Result], dict[str, float], int]:
+    """bench/common.measure_in_turn, with a scraper on each watched target while it runs.
+    The figures, each process's CPU microseconds per request (median of the rounds), and
+    how many scrapes were made."""
+    runs: dict[str, list[Result]] = {t.name: [] for t, _ in targets}
+    cpu: dict[str, list[float]] = {t.name: [] for t, _ in targets}
+    scrapes = 0
+    for round_ in range(load.rounds):
+        for t, proc in targets:
+            script = t.fresh_script()
+            if round_ == 0 and load.warmup > 0:
+                warm = run_wrk(t.name, t.ports, script, load, load.warmup, t.response_bytes)
+                if warm.problems():
+                    raise BenchError("warm-up: " + "; ".join(warm.problems()))
+            with ExitStack() as stack:
+                scraper = (stack.enter_context(Scraper(t.ports[0], every))
+                           if t.name != BASELINE and every > 0 else None)
+                used = cpu_seconds(proc.pid)
+                found = run_wrk(t.name, t.ports, script, load, load.duration, t.response_bytes)
+                used = cpu_seconds(proc.pid) - used
+            runs[t.name].append(found)
+            cpu[t.name].append(used / max(1, found.requests) * 1e6)
+            if scraper is not None:
+                if scraper.failures:
+                    raise BenchError(f"{t.name}: {scraper.failures[0]}")
+                scrapes += scraper.scrapes
+    return ({name: median_result(found) for name, found in runs.items()},
+            {name: sorted(found)[len(found) // 2] for name, found in cpu.items()}, scrapes)
+
+
+def run(args: argparse.Namespace) -> int:
+    load = Load.from_args(args)
+    check_tools(load)
+    info = machine()
+    with tempfile.TemporaryDirectory(prefix="cmhost-bench-") as tmp:
+        workdir = Path(tmp)
+        site = Site(workdir, f"sqlite:///{workdir / 'data' / 'cmhost.db'}",
+                    ["--clock", "virtual", "--provisioning-seconds", "0"])
+        owner, owner_port = site.serve("cmhost-with-worker", worker=True)
+        with ExitStack() as stack:
+            stack.enter_context(running([owner]))
+            create_healthy_servers(owner_port, SERVER_NAMES)
+            bare, bare_port = _start_unwatched(site, workdir)
+            stack.enter_context(running([bare]))
+            watched, watched_port = site.serve(WATCHED)
+            stack.enter_context(running([watched]))
+            procs = {BASELINE: (bare, bare_port), WATCHED: (watched, watched_port)}
+            if args.json_logs:
+                procs[JSON_LOGS] = site.serve(
+                    "json-logs", extra=["--log-format", "json", "--log-level", "info"])
+                stack.enter_context(running([procs[JSON_LOGS][0]]))
+            call = Call.sign(watched_port, "DescribeServers")
+            size = 0
+            for _, port in procs.values():
+                size = call.check(port, "Servers", len(SERVER_NAMES))
+            targets = [(Target(name, (port,), call, workdir / f"t{i}.lua", size), proc)
+                       for i, (name, (proc, port)) in enumerate(procs.items())]
+            found, cpu, scrapes = measure_with_scrapes(targets, load, args.scrape_every)
+    results = [found[t.name] for t, _ in targets]
+    base = found[BASELINE]
+    ratios = {r.name: r.requests_per_second / base.requests_per_second for r in results}
+    ratio = ratios[WATCHED]
+    problems = [p for r in results for p in r.problems()]
+    info = finished(info)
+    if args.json:
+        print(json.dumps({"machine": info, "load": asdict(load),
+                          "results": {r.name: asdict(r) for r in results},
+                          "ratios": {k: round(v, 4) for k, v in ratios.items()},
+                          "cpu_us_per_request": {k: round(v, 1) for k, v in cpu.items()},
+                          "ratio": round(ratio, 4), "target_ratio": TARGET_RATIO,
+                          "pass": ratio >= TARGET_RATIO, "scrapes": scrapes,
+                          "scrape_every": args.scrape_every, "errors": problems}, indent=2))
+    else:
+        print(f"DescribeServers ({len(SERVER_NAMES)} servers), cmhost with and without its "
+              "request hooks (metrics, access log), SQLite, --no-worker")
+        print_machine(info)
+        print(f"load: {load.describe()}; /metrics scraped every {args.scrape_every:g}s while "
+              f"a watched process is loaded ({scrapes} scrapes)")
+        print()
+        print(table(["", "requests/s", "p50 ms", "p99 ms", "requests", "non-200",
+                     "x baseline", "CPU us/request"],
+                    [[r.name, r.requests_per_second, r.p50_ms, r.p99_ms, r.requests,
+                      r.non200, f"{ratios[r.name]:.3f}", f"{cpu[r.name]:.0f}"]
+                     for r in results]))
+        print()
+        extra = cpu[WATCHED] / cpu[BASELINE] - 1
+        print(f"CPU per request with metrics: {100 * extra:+.1f}% of the baseline's")
+        print(f"with metrics / without: {ratio:.3f} (issue 18 target >= {TARGET_RATIO:.2f}, "
+              f"i.e. a cost of at most 5%; measured cost {100 * (1 - ratio):.1f}%): "
+              f"{verdict(ratio >= TARGET_RATIO)}")
+    if problems:
+        raise BenchError("; ".join(problems))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="DescribeServers on cmhost with and without its metrics hooks, with wrk.")
+    add_load_arguments(parser, rounds=3)
+    parser.add_argument("--scrape-every", type=float, default=1.0, metavar="SECONDS",
+                        help="scrape /metrics this often while a watched process is loaded "
+                             "(default 1; 0: never)")
+    parser.add_argument("--no-json-logs", dest="json_logs", action="store_false",
+                        help="leave out the JSON access log figure")
+    return parser
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve-without-hooks"]:
+        sys.exit(serve_without_hooks(sys.argv[2:]))
+    sys.exit(main_guard(run, None, build_parser()))
