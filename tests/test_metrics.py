@@ -9,6 +9,8 @@ API process), so the queue can be seen before they run; health checks run at eve
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from botocore.exceptions import ClientError
 from cmhost.api.scrape import scrape_refusal
 from tests.ops.helpers import expect_error, healthy_server, quiet_windows, server, server_id
 from tests.scrape import Scrape, check_histogram, fetch, scrape
-from tests.support import Cmhost, blocked_backup_store, create_server, raw_call
+from tests.support import ROOT, Cmhost, blocked_backup_store, create_server, raw_call
 
 TOKEN = "metrics-token-for-the-tests"
 # CMHOST_CREDENTIAL_POOL=1 (tests/support.py): one server's worth.
@@ -249,6 +251,31 @@ def test_the_scrape_rule(client: str | None, token: str | None, configured: str 
     assert (scrape_refusal(client, token, configured) is None) is allowed
 
 
+def test_the_grafana_dashboard_uses_the_families_there_are(cm: Cmhost, client: Any) -> None:
+    dashboard = json.loads((ROOT / "contrib" / "grafana-cmhost.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = {name for e in exprs for name in re.findall(r"\bcmhost_[a-z_]+", e)}
+    # Something in every family: a server created (jobs, credentials made in the request),
+    # checked, a request denied, some throttled.
+    healthy_server(cm, client, "m-dashboard")
+    time.sleep(0.3)
+    cm.advance(1)
+    raw_call(cm, "DescribeServers", b"{}", key="AKIANOSUCHKEY0000000")
+    impatient = cm.client()
+    for _ in range(25):
+        try:
+            impatient.describe_account_attributes()
+        except ClientError:
+            pass
+    found = scrape(cm)
+    names = {name for name, _ in found.samples}
+    # Only a real engine's supervisor restarts processes: not seen with embedded engines.
+    assert used - names == {"cmhost_engine_restarts_total"}, used - names
+    families = {n.removesuffix("_total") for n in names} | set(found.types)
+    assert len(used) >= 20 and {f for f in found.types if f.startswith("cmhost_")} <= \
+        {u.removesuffix("_bucket").removesuffix("_total") for u in used}, families
+
+
 def _metric_files(cm: Cmhost) -> list[str]:
     (host,) = (cm.data_dir / "metrics").iterdir()
     return sorted(p.name for p in host.iterdir())
@@ -302,3 +329,25 @@ def test_a_worker_beside_it_is_counted_in_the_same_scrape(cm: Cmhost, client: An
         assert after.value("cmhost_credential_pool_entries", kind=kind) == target
     lock_files = [f for f in _metric_files(cm) if f.endswith(".lock") and f != "compact.lock"]
     assert len(lock_files) == 2  # the API process's and the worker's (not folded yet)
+
+
+def test_counts_that_cannot_be_written_are_kept_until_they_can(tmp_path: Path) -> None:
+    """A metrics directory that cannot take a file (here a directory stands where the counter
+    file goes): the counts stay in memory, the scrape still answers, and they are written
+    once the file can be made."""
+    from cmhost.observability.files import Counter, MetricFiles
+
+    files = MetricFiles(tmp_path / "metrics")
+    try:
+        counter = Counter(files, "cmhost_test", "A test counter.", ["kind"])
+        blocker = tmp_path / "metrics" / f"counter_{files.process}.db"
+        blocker.mkdir()
+        counter.inc("a")
+        counter.inc("a", amount=2)
+        assert not [m for m in files.collect() if m.name == "cmhost_test"]
+        blocker.rmdir()
+        (found,) = [m for m in files.collect() if m.name == "cmhost_test"]
+        assert [(s.name, s.labels, s.value) for s in found.samples] == [
+            ("cmhost_test_total", {"kind": "a"}, 3.0)]
+    finally:
+        files.close()

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import logging
 import os
 import re
 import secrets
@@ -51,6 +52,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
 
 from cmhost.workflows.background import BackgroundLoop
+
+log = logging.getLogger("cmhost.metrics")
 
 TYPES = ("counter", "histogram")
 FLUSH_SECONDS = 1.0
@@ -92,6 +95,7 @@ class MetricFiles:
         self._files: dict[str, MmapedDict] = {}
         self._totals: dict[Slot, float] = {}  # what the files hold
         self._closed = False
+        self._failing = False  # the last flush could not write (said once per episode)
         # Registered under the compaction lock: a folding process must never find the lock
         # file of a starting process before the process holds it.
         with _flocked(directory / COMPACT_LOCK, fcntl.LOCK_EX):
@@ -116,10 +120,25 @@ class MetricFiles:
                 pending, self._pending = self._pending, defaultdict(float)
             if self._closed:
                 return
-            for slot, amount in pending.items():
-                total = self._totals.get(slot, 0.0) + amount
-                self._file(slot[0]).write_value(slot[1], total, 0.0)
-                self._totals[slot] = total
+            written = []
+            try:
+                for slot, amount in pending.items():
+                    total = self._totals.get(slot, 0.0) + amount
+                    self._file(slot[0]).write_value(slot[1], total, 0.0)
+                    self._totals[slot] = total
+                    written.append(slot)
+            except OSError as exc:  # a full disk, a read-only directory: counted, kept
+                for slot in written:
+                    del pending[slot]
+                self.add(pending.items())  # written at the next flush that can
+                if not self._failing:
+                    log.warning("metrics: cannot write %s: %s; the counts are kept in memory "
+                                "until it can be written", self.directory, exc)
+                self._failing = True
+                return
+            if self._failing:
+                log.warning("metrics: %s is written again", self.directory)
+                self._failing = False
 
     def _file(self, typ: str) -> MmapedDict:
         found = self._files.get(typ)
@@ -147,7 +166,8 @@ class MetricFiles:
         """Every process's counts, summed (histogram buckets made cumulative)."""
         self.flush()  # this process's own counts are exact in its own scrape
         with _flocked(self.directory / COMPACT_LOCK, fcntl.LOCK_SH):
-            found = glob.glob(os.path.join(self.directory, "*.db"))
+            found = [f for f in glob.glob(os.path.join(self.directory, "*.db"))
+                     if os.path.isfile(f)]
             return list(MultiProcessCollector.merge(found, accumulate=True))
 
     # --- folding the dead ---------------------------------------------------------------
