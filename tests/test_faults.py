@@ -183,14 +183,17 @@ def test_a_server_is_held_in_a_status_for_the_duration(cm: Cmhost, client: Any,
 
 def test_a_server_created_after_the_fault_is_held_once_it_is_up(cm: Cmhost,
                                                                  client: Any) -> None:
-    arm(cm, kind="server_status", status="CONNECTION_LOST", duration=120,
-        server_name="later-*")
+    fault = arm(cm, kind="server_status", status="CONNECTION_LOST", duration=120,
+                server_name="later-*", count=None)
     create_server(client, "later-1", **quiet_windows(cm))
     assert server(client, "later-1")["Status"] == "CREATING"
     cm.advance(CREATING_SECONDS + 1)
     assert server(client, "later-1")["Status"] == "CONNECTION_LOST"
     cm.advance(121)
     assert server(client, "later-1")["Status"] == "HEALTHY"
+    cm.advance(30)  # a fault holds a server once, though it has no count
+    assert server(client, "later-1")["Status"] == "HEALTHY"
+    assert listed(cm)[fault["id"]]["fired"] == 1
 
 
 def test_clearing_the_faults_ends_the_holds(cm: Cmhost, client: Any) -> None:

@@ -28,10 +28,14 @@ def fault_hook(faults: Faults, executor: Executor) -> BeforeOperation:
     error of the error fault that fires, if any. A call no armed fault covers costs no query
     (the armed faults are read again at most once a second, in a thread)."""
 
+    refreshing: list[asyncio.Future[None]] = []  # the read under way, awaited by all
+
     async def before(caller: Caller, operation: str, params: Mapping[str, Any]) -> None:
         loop = asyncio.get_running_loop()
         if faults.stale():
-            await loop.run_in_executor(executor, faults.refresh)
+            if not refreshing or refreshing[0].done():
+                refreshing[:] = [loop.run_in_executor(executor, faults.refresh)]
+            await refreshing[0]
         server_name = params.get("ServerName")
         server_name = server_name if isinstance(server_name, str) else None
         if not faults.for_call(faults.cached(), operation, caller.account, server_name):

@@ -74,7 +74,7 @@ class Faults:
         now = self.rt.clock.now()
         with self.rt.db.read() as conn:
             found = [Fault.of(r) for r in store.all_faults(conn)]
-            holds = store.holds_of(conn, [f.id for f in found])
+            holds = store.shown_holds(conn, [f.id for f in found])
         shown = []
         for fault in found:
             mine = tuple(_hold_json(h) for h in holds if h["fault_id"] == fault.id)
@@ -88,6 +88,7 @@ class Faults:
         now = self.rt.clock.now()
         with self.rt.db.write() as conn:
             self.holds.end_holds(conn, None, now)
+            store.delete_holds_of(conn, None)
             cleared = store.delete_all_faults(conn)
         self.invalidate()
         log.info("faults cleared (%d)", cleared)
@@ -100,13 +101,14 @@ class Faults:
             if not store.delete_fault(conn, fault_id):
                 raise ResourceNotFoundException(f"There is no fault {fault_id!r}.")
             self.holds.end_holds(conn, [fault_id], now)
+            store.delete_holds_of(conn, [fault_id])
         self.invalidate()
         log.info("fault %s removed", fault_id)
 
     def _one(self, fault_id: str) -> Fault:
         with self.rt.db.read() as conn:
             row = store.get_fault(conn, fault_id)
-            holds = store.holds_of(conn, [fault_id])
+            holds = store.shown_holds(conn, [fault_id])
         if row is None:
             raise ResourceNotFoundException(f"There is no fault {fault_id!r}.")
         return replace(Fault.of(row), holds=tuple(_hold_json(h) for h in holds))
@@ -141,6 +143,8 @@ class Faults:
     def for_call(self, faults: tuple[Fault, ...], operation: str, account: str,
                  server_name: str | None) -> list[Fault]:
         """The error and latency faults among `faults` that cover this call."""
+        if not faults:
+            return []
         now = self.rt.clock.now()
         return [f for f in faults if f.kind in ("error", "latency") and f.armed(now)
                 and (f.operation is None or f.operation == operation)
@@ -200,12 +204,17 @@ class FaultTicker:
         self.faults = faults
         self._purged = float("-inf")  # time.monotonic() of the last purge
 
+    def _holding(self) -> bool:
+        """Whether holds may exist: only server_status faults make them, and deleting a
+        fault ends its holds (so no query at all while no such fault is armed)."""
+        return any(f.kind == "server_status" for f in self.faults.known())
+
     def next_due(self, now: float) -> float | None:
-        return self.faults.holds.next_end()
+        return self.faults.holds.next_end() if self._holding() else None
 
     def tick(self, now: float) -> int:
         holds = self.faults.holds
-        changed = holds.end_due(now)
+        changed = holds.end_due(now) if self._holding() else 0
         known = self.faults.known()
         for fault in known:
             if fault.kind == "server_status" and fault.armed(now):

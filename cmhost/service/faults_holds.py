@@ -45,16 +45,16 @@ class StatusHolds:
     def __init__(self, rt: Runtime, draw: Callable[[], float]) -> None:
         self.rt = rt
         self.draw = draw
-        # (fault id, server id) the fault's probability passed over, drawn once each.
+        # (fault id, server id) the fault's probability passed over: drawn once each.
         self._declined: set[tuple[str, str]] = set()
 
     def begin(self, fault: Fault, now: float) -> int:
-        """Hold the servers the fault covers (settled, alive, held by nothing else), each
-        taking one of its count; returns how many it held."""
+        """Hold the servers the fault covers (settled, alive, held by no fault now, never
+        by this one), each taking one of its count; returns how many it held."""
         if fault.kind != "server_status" or not fault.armed(now):
             return 0
         with self.rt.db.read() as conn:
-            rows = store.holdable_servers(conn, HOLDABLE, fault.account)
+            rows = store.holdable_servers(conn, fault.id, HOLDABLE, fault.account)
         held = 0
         for row in rows:
             if not fault.covers(row["account"], row["name"]) \
@@ -78,21 +78,22 @@ class StatusHolds:
         duration = float(fault.settings["duration"])
         reason = str(fault.settings.get("status_reason") or
                      f"{status} for {duration:g} s by cmhost fault {fault.id}.")
-        if not store.insert_hold(conn, server_id=row["id"], fault_id=fault.id, status=status,
-                                 reason=reason, previous_status=row["status"],
-                                 previous_reason=row["status_reason"], started_at=now,
-                                 until=now + duration):
-            raise _Undo
-        if not repo.transition_server(conn, row["id"], [row["status"]], status=status,
-                                      status_reason=reason, updated_at=now):
-            raise _Undo
+        if store.active_hold(conn, row["id"]) is not None or not repo.transition_server(
+                conn, row["id"], [row["status"]], status=status, status_reason=reason,
+                updated_at=now):
+            raise _Undo  # held by another fault, or changed, since it was read
+        store.insert_hold(conn, fault_id=fault.id, server_id=row["id"], status=status,
+                          reason=reason, previous_status=row["status"],
+                          previous_reason=row["status_reason"], started_at=now,
+                          until=now + duration)
         events.record(conn, server_id=row["id"], server_name=row["name"], at=now,
                       message=status_event(status, reason))
 
     def end(self, conn: Connection, hold: RowMapping, now: float) -> bool:
-        """Put the held server back where it was (if still in the held status) and forget
-        the hold; True if the server changed."""
-        store.delete_hold(conn, hold["server_id"])
+        """End the hold: the server goes back where it was (if it is still in the held
+        status); True if the server changed."""
+        if not store.end_hold(conn, hold["fault_id"], hold["server_id"]):
+            return False  # ended elsewhere
         row = repo.get_server_by_id(conn, hold["server_id"])
         if row is None or not repo.transition_server(
                 conn, row["id"], [hold["status"]], status=hold["previous_status"],
@@ -104,26 +105,22 @@ class StatusHolds:
 
     def end_holds(self, conn: Connection, fault_ids: Sequence[str] | None, now: float) -> int:
         """End the holds of these faults (None: of every fault) at once."""
-        holds = store.all_holds(conn)
-        return sum(self.end(conn, h, now) for h in holds
-                   if fault_ids is None or h["fault_id"] in fault_ids)
+        return sum(self.end(conn, hold, now) for hold in store.active_holds(conn, fault_ids))
 
     def end_due(self, now: float) -> int:
-        """End the holds whose time is up, and forget those whose server an operation took
+        """End the holds whose time is up, and those whose server an operation took over
         (or that was deleted)."""
         changed = 0
         with self.rt.db.read() as conn:
-            due = [h for h in store.all_holds(conn) if h["until"] <= now]
-            moved = store.held_servers_elsewhere(conn)
+            due = [h for h in store.active_holds(conn) if h["until"] <= now]
+            taken = store.holds_taken_over(conn)
         for hold in due:
             with self.rt.db.write() as conn:
-                current = store.get_hold(conn, hold["server_id"])
-                if current is not None and current["until"] <= now:  # else ended elsewhere
-                    changed += self.end(conn, current, now)
-        if moved:
+                changed += self.end(conn, hold, now)
+        if taken:
             with self.rt.db.write() as conn:
-                for row in moved:
-                    store.delete_hold(conn, row["server_id"])
+                for hold in taken:
+                    store.end_hold(conn, hold["fault_id"], hold["server_id"])
         return changed
 
     def next_end(self) -> float | None:
@@ -133,7 +130,7 @@ class StatusHolds:
     def held_health(self, server_id: str) -> Health | None:
         """What the engine's health check says while a hold lasts (None: no hold)."""
         with self.rt.db.read() as conn:
-            hold = store.get_hold(conn, server_id)
+            hold = store.active_hold(conn, server_id)
             if hold is None or hold["status"] not in _HEALTH:
                 return None
             row = repo.get_server_by_id(conn, server_id)

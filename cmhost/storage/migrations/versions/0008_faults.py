@@ -32,22 +32,23 @@ def upgrade() -> None:
     )
     op.create_table(
         "fault_holds",
-        sa.Column("server_id", sa.String(length=36), nullable=False),
         sa.Column("fault_id", sa.String(length=40), nullable=False),
+        sa.Column("server_id", sa.String(length=36), nullable=False),
         sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("previous_status", sa.String(length=32), nullable=False),
         sa.Column("previous_reason", sa.Text(), nullable=True),
         sa.Column("started_at", sa.Float(), nullable=False),
         sa.Column("until", sa.Float(), nullable=False),
-        sa.PrimaryKeyConstraint("server_id"),
+        sa.Column("ended", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("fault_id", "server_id"),
     )
-    op.create_index("ix_fault_holds_until", "fault_holds", ["until"])
-    op.create_index("ix_fault_holds_fault", "fault_holds", ["fault_id"])
+    op.create_index("ix_fault_holds_server", "fault_holds", ["server_id", "ended"])
+    op.create_index("ix_fault_holds_until", "fault_holds", ["ended", "until"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_fault_holds_fault", table_name="fault_holds")
     op.drop_index("ix_fault_holds_until", table_name="fault_holds")
+    op.drop_index("ix_fault_holds_server", table_name="fault_holds")
     op.drop_table("fault_holds")
     op.drop_table("faults")
