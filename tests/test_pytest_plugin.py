@@ -17,12 +17,10 @@ pytest_plugins = ["pytester"]
 
 # The README's example, as it is printed there.
 README_EXAMPLE = '''
-def test_a_failed_backup_is_reported(opsworkscm, wait_until_healthy, cmhost_faults,
-                                     cmhost_clock):
-    opsworkscm.create_server(
-        ServerName="web", Engine="Puppet", InstanceType="m5.large",
-        InstanceProfileArn="arn:aws:iam::111122223333:instance-profile/cm",
-        ServiceRoleArn="arn:aws:iam::111122223333:role/cm")
+def test_a_failed_backup_is_reported(opsworkscm, wait_until_healthy, cmhost_faults, cmhost_clock):
+    opsworkscm.create_server(ServerName="web", Engine="Puppet", InstanceType="m5.large",
+                             InstanceProfileArn="arn:aws:iam::111122223333:instance-profile/cm",
+                             ServiceRoleArn="arn:aws:iam::111122223333:role/cm")
     wait_until_healthy("web")
     cmhost_faults.fail_job("backup", "S3 upload failed")
     backup_id = opsworkscm.create_backup(ServerName="web")["Backup"]["BackupId"]
