@@ -192,7 +192,7 @@ async def create(console: Console, page: Page) -> Response:
             f"EngineAttributes.{name}" for family in ENGINE_ATTRIBUTES.values()
             for name, _ in family]
         errors = split_errors(f"{exc.code}: {exc.message}" if exc.code != "ValidationException"
-                              else exc.message, fields, {"EngineAttributes": sources})
+                              else exc.message, fields, {"EngineAttributes": sources}, params)
         values = {name: form.get(name) for name in form.fields}
         # Secrets typed into the form are not sent back into the page.
         for name in list(values):

@@ -17,6 +17,7 @@ from cmhost.api.model import SERVICE
 from cmhost.console.http import Form
 
 _SUMMARY = re.compile(r"\d+ validation errors? detected: (.*)", re.DOTALL)
+_QUOTED = re.compile(r"'([^']+)'")
 _PATH = re.compile(r"at '([A-Za-z]+)(?:\.(\d+)\.member)?")
 
 # The engine attributes CreateServer takes, per engine family, with what each is.
@@ -50,15 +51,22 @@ class FieldErrors:
 
 
 def split_errors(message: str, fields: Iterable[str],
-                 indexed: dict[str, Sequence[str]] | None = None) -> FieldErrors:
+                 indexed: dict[str, Sequence[str]] | None = None,
+                 given: dict[str, Any] | None = None) -> FieldErrors:
     """Each violation of `message` on the field it names. `indexed` maps a list member to the
-    form fields its elements came from, in order (EngineAttributes.1 is the first sent)."""
-    names = sorted(set(fields), key=len, reverse=True)
+    form fields its elements came from, in order (EngineAttributes.1 is the first sent);
+    `given` holds the values sent, for messages that name a value rather than its member
+    ("A server with the name 'web' already exists", "The backup 'b-1' is of a ...")."""
+    names = sorted(set(fields))
     lowered = {n[:1].lower() + n[1:]: n for n in names}
     found = FieldErrors()
     summary = _SUMMARY.fullmatch(message)
+    by_value = {str(v): k for k, v in (given or {}).items()
+                if isinstance(v, str) and len(v) >= 3 and k in names}
     for part in summary.group(1).split("; ") if summary else [message]:
         target = _field_of(part, names, lowered, indexed or {})
+        if target is None:
+            target = next((by_value[q] for q in _QUOTED.findall(part) if q in by_value), None)
         if target is None:
             found.general.append(part)
         else:
@@ -75,11 +83,15 @@ def _field_of(part: str, names: list[str], lowered: dict[str, str],
         if elements and match.group(2) and 0 < int(match.group(2)) <= len(elements):
             return elements[int(match.group(2)) - 1]
         return member
-    for name in names:  # longest first: EngineVersion before Engine
+    # The member the message names first ("CustomPrivateKey does not match ... of
+    # CustomCertificate" is about the key); whole words only, so Engine is not EngineVersion.
+    best: tuple[int, str] | None = None
+    for name in names:
         short = name.rsplit(".", 1)[-1]
-        if re.search(rf"(?<![A-Za-z_]){re.escape(short)}(?![A-Za-z_])", part):
-            return name
-    return None
+        found = re.search(rf"(?<![A-Za-z_]){re.escape(short)}(?![A-Za-z_])", part)
+        if found and (best is None or found.start() < best[0]):
+            best = (found.start(), name)
+    return best[1] if best else None
 
 
 def operation_fields(name: str) -> list[str]:

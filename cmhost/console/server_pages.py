@@ -95,7 +95,7 @@ async def _act(console: Console, page: Page, operation: str, params: dict[str, A
             return console.error_page(page, exc)
         message = exc.message if exc.code == "ValidationException" else \
             f"{exc.code}: {exc.message}"
-        errors = split_errors(message, fields or operation_fields(operation))
+        errors = split_errors(message, fields or operation_fields(operation), given=params)
         return await render_tab(console, page, tab, errors=errors, status=exc.status,
                                 values={k: page.request.form.get(k)
                                         for k in page.request.form.fields})

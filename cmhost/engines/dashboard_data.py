@@ -15,7 +15,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from cmhost.engines import crl, embedded_nodes, pki, puppet_ca
 from cmhost.engines.base import EngineDriver, EngineError, EngineMaterial, ServerSpec
@@ -155,11 +155,13 @@ def _goiardi_node(api: ChefApi, name: str) -> ChefNode:
     status, node = api.call("GET", f"/nodes/{name}")
     if status != 200 or not isinstance(node, dict):
         return ChefNode(name=name)
-    automatic = node.get("automatic") if isinstance(node.get("automatic"), dict) else {}
+    found = node.get("automatic")
+    automatic: dict[str, Any] = found if isinstance(found, dict) else {}
     platform = " ".join(str(automatic[k]) for k in ("platform", "platform_version")
                         if automatic.get(k))
     ohai_time = automatic.get("ohai_time")
-    run_list = node.get("run_list") if isinstance(node.get("run_list"), list) else []
+    listed = node.get("run_list")
+    run_list: list[Any] = listed if isinstance(listed, list) else []
     return ChefNode(name=name, platform=platform,
                     environment=str(node.get("chef_environment") or "_default"),
                     run_list=tuple(str(item) for item in run_list),
