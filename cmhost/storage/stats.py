@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select
 
@@ -15,7 +16,7 @@ _SERVERS = (select(servers.c.engine, servers.c.driver, servers.c.status, func.co
 _BACKUPS = (select(backups.c.status, backups.c.backup_type, func.count(),
                    func.coalesce(func.sum(backups.c.artifact_size), 0))
             .group_by(backups.c.status, backups.c.backup_type))
-_NOW = bindparam("now")
+_NOW: Any = bindparam("now")
 # Due and waiting for a worker: what `repo.claim_next_job` could take now.
 _WAITING = and_(jobs.c.run_at <= _NOW,
                 or_(jobs.c.lease_until.is_(None), jobs.c.lease_until <= _NOW))
