@@ -20,6 +20,7 @@ from cmhost.engines.attributes import (
     generate_puppet_password,
 )
 from cmhost.engines.base import EngineMaterial, Prepared, ServerSpec
+from cmhost.engines.code_manager.token import TOKEN_DIGEST, new_token
 from cmhost.engines.starter_kits import chef_starter_kit, puppet_starter_kit
 from cmhost.engines.userdata import render_userdata
 
@@ -84,8 +85,13 @@ def current_server_cert(spec: ServerSpec, material: EngineMaterial) -> EngineMat
     return renewed
 
 
-def prepare_identity(spec: ServerSpec, attributes: dict[str, str]) -> Prepared:
-    """A new CA, server certificate and credentials; the starter kit (see EngineDriver.prepare)."""
+def prepare_identity(spec: ServerSpec, attributes: dict[str, str], *,
+                     code_manager_url: str | None = None) -> Prepared:
+    """A new CA, server certificate and credentials; the starter kit (see EngineDriver.prepare).
+
+    `code_manager_url`: where the server's Code Manager will answer (a Puppet server with an
+    r10k remote on a driver that runs one). Its token is made here: the kit carries it, the
+    material only its digest."""
     ca_cert, ca_key = pki.generate_ca(f"{spec.name} CA")
     names = server_names(spec)
     server_cert, server_key = pki.issue_certificate(ca_cert, ca_key, names[0], names)
@@ -96,7 +102,7 @@ def prepare_identity(spec: ServerSpec, attributes: dict[str, str]) -> Prepared:
     if spec.family == "Chef":
         one_time = _prepare_chef(spec, attributes, material)
     else:
-        one_time = _prepare_puppet(spec, attributes, material)
+        one_time = _prepare_puppet(spec, attributes, material, code_manager_url)
     return Prepared(material=material, one_time_attributes=one_time)
 
 
@@ -141,13 +147,19 @@ def _prepare_chef(
 
 
 def _prepare_puppet(
-    spec: ServerSpec, attributes: dict[str, str], material: EngineMaterial
+    spec: ServerSpec, attributes: dict[str, str], material: EngineMaterial,
+    code_manager_url: str | None,
 ) -> list[tuple[str, str]]:
     password, _ = _admin_password(material, attributes.get(PUPPET_ADMIN_PASSWORD), "puppet")
     if attributes.get(PUPPET_R10K_REMOTE):
         material.public["r10k_remote"] = attributes[PUPPET_R10K_REMOTE]
     if attributes.get(PUPPET_R10K_PRIVATE_KEY):
         material.secrets["r10k_private_key"] = attributes[PUPPET_R10K_PRIVATE_KEY]
+    token: str | None = None
+    if code_manager_url and attributes.get(PUPPET_R10K_REMOTE):
+        token, material.public[TOKEN_DIGEST] = new_token()
+    else:
+        code_manager_url = None
     ca_cert = material.public["ca_cert"]
     # The kit's client key is handed out once and kept nowhere.
     client_cert, client_key = pki.issue_certificate(
@@ -159,6 +171,8 @@ def _prepare_puppet(
         client_cert_pem=client_cert,
         client_key_pem=client_key,
         userdata=render_userdata(spec, ca_cert_pem=ca_cert),
+        code_manager_url=code_manager_url,
+        code_manager_token=token,
     )
     return [(PUPPET_ADMIN_PASSWORD, password), ("PUPPET_STARTER_KIT", _b64(kit))]
 

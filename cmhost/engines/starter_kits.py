@@ -321,7 +321,7 @@ This kit lets you manage the OpsWorks CM Puppet server `{name}` (engine {engine}
 {tool_rows}| `control-repo/` | a control repository skeleton (roles, profiles, Hiera data) |
 | `userdata.sh` | user data that makes a new machine a node of this server |
 
-{first_steps}
+{first_steps}{code_manager}
 ## Adding nodes
 
 Pass `userdata.sh` as user data to a new machine (or run it as root on an existing one).
@@ -359,8 +359,42 @@ associate-node --engine-attributes Name=PUPPET_NODE_CSR,Value=...`.
 {tools}"""
 
 _PUPPET_TOOLS = """
-The client tools' configuration uses paths relative to this folder, so run them here:
+The configuration of Puppet Enterprise's client tools (not in Debian; curl does the same)
+uses paths relative to this folder, so run them here:
 {lines}"""
+
+_CODE_MANAGER = """
+## Deploying code: Code Manager
+
+The server deploys its control repository (PUPPET_R10K_REMOTE) with r10k: each branch is an
+environment, with the modules its Puppetfile names. It deploys every branch when it is
+created (an event of the server says how that went); after you push, deploy again through
+Code Manager at `{url}` (host `{host}`, port {port}). It accepts the token in `.puppetlabs/token`, sent as an `X-Authentication`
+header. Keep the token safe: the service keeps only its hash and will not show it again.
+
+    curl --cacert .config/ssl/cert/ca.pem -X POST -H 'Content-Type: application/json' \\
+      -H "X-Authentication: $(cat .puppetlabs/token)" \\
+      -d '{{"deploy-all": true, "wait": true}}' {url}/v1/deploys
+
+`{{"environments": ["production"], "wait": true}}` deploys one environment. The answer gives
+each environment's `status`: `complete`, with the commit now served as `deploy-signature`,
+or `failed`, with the `error`; an environment that fails keeps the code it had. Without
+`"wait": true` the answer comes at once, and
+
+    curl --cacert .config/ssl/cert/ca.pem -H "X-Authentication: $(cat .puppetlabs/token)" \\
+      {url}/v1/deploys/status
+
+lists what is still queued or deploying and what failed lately.
+
+To deploy on every push, give your git host the webhook
+`{url}/v1/webhook?type=github&token=<the token>` (or `type=gitlab`), content type
+`application/json`: a push to a branch deploys that branch's environment. The git host must
+reach `{host}` on port {port} and trust the server's CA (`.config/ssl/cert/ca.pem`).
+
+Each deployment, and why one failed, is also an event of the server
+(`aws opsworks-cm describe-events`). Deployed code is part of the server's backups, and
+RestoreServer serves the backup's code again.
+"""
 
 _ENVIRONMENT_CONF = "modulepath = site:modules:$basemodulepath\nmanifest = manifests/site.pp\n"
 
@@ -411,6 +445,16 @@ class profile::base (
 """
 
 
+_TOKEN_FILE = ".puppetlabs/token"  # where PE's client tools keep a token
+
+
+def _url_host_port(url: str) -> tuple[str, str]:
+    """The host and port of `https://host:port/...`."""
+    netloc = url.split("://", 1)[-1].split("/", 1)[0]
+    host = _host(netloc)
+    return host, netloc[len(host) + 1:]
+
+
 def _common_name(cert_pem: str) -> str:
     cert = x509.load_pem_x509_certificate(cert_pem.encode("ascii"))
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -427,6 +471,7 @@ def puppet_starter_kit(
     userdata: str,
     engine: KitEngine | None = None,
     code_manager_url: str | None = None,
+    code_manager_token: str | None = None,
     puppetdb_url: str | None = None,
 ) -> bytes:
     """The Puppet starter kit: a ZIP with one top-level folder named after the server.
@@ -434,7 +479,9 @@ def puppet_starter_kit(
     The client credential files are named after the client certificate's common name. Its
     README says what serves the server (`engine`, else `kit_engine(spec)`); the client-tool
     configurations for Code Manager and PuppetDB are included only when the server serves
-    them (their URLs given), so the kit names no service that nothing answers.
+    them (their URLs given), so the kit names no service that nothing answers. The Code
+    Manager's URL is its service URL (`https://host:port/code-manager`); its token, when
+    given, goes to `.puppetlabs/token` (0600) and the README says how to deploy with curl.
     """
     engine = engine or kit_engine(spec)
     root = f"{spec.name}/"
@@ -445,12 +492,21 @@ def puppet_starter_kit(
     key = f".config/ssl/private_key/{admin}.pem"
     tools: dict[str, tuple[str, int]] = {}
     rows, lines = "", ""
+    code_manager = ""
     if code_manager_url:
         conf = ".config/puppetlabs/client-tools/puppet-code.conf"
-        tools[conf] = (json.dumps({"service-url": code_manager_url, "cacert": cacert,
-                                   "cert": cert, "key": key}, indent=2) + "\n", _PUBLIC)
+        # Code Manager takes a token, not a client certificate (PE's puppet-code.conf keys).
+        settings = {"service-url": code_manager_url, "cacert": cacert}
+        if code_manager_token:
+            settings["token-file"] = _TOKEN_FILE
+        tools[conf] = (json.dumps(settings, indent=2) + "\n", _PUBLIC)
         rows += f"| `{conf}` | Code Manager at `{code_manager_url}` |\n"
         lines += f"\n    puppet-code --config-file {conf} deploy --all --wait\n"
+        if code_manager_token:
+            tools[_TOKEN_FILE] = (code_manager_token.strip() + "\n", _PRIVATE)
+            rows += f"| `{_TOKEN_FILE}` | the Code Manager's token: keep it safe |\n"
+        cm_host, cm_port = _url_host_port(code_manager_url)
+        code_manager = _CODE_MANAGER.format(url=code_manager_url, host=cm_host, port=cm_port)
     if puppetdb_url:
         conf = ".config/puppetlabs/client-tools/puppetdb.conf"
         tools[conf] = (json.dumps({"puppetdb": {"server_urls": puppetdb_url, "cacert": cacert,
@@ -475,6 +531,7 @@ def puppet_starter_kit(
     readme = _PUPPET_README.format(
         name=spec.name, engine=spec.engine, version=spec.engine_version, served=served,
         admin=admin, tool_rows=rows, first_steps=first_steps,
+        code_manager=code_manager if engine != "embedded" else "",
     )
     files: dict[str, tuple[str, int]] = {
         "README.md": (readme, _PUBLIC),

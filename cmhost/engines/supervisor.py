@@ -15,8 +15,9 @@ cmhost restarts. Drivers use it like this:
     sup.close()               # stop the monitor thread; every process keeps running
 
 - A process is started in its own session (`start_new_session=True`, so signals sent to
-  cmhost's process group do not reach it), stdin from /dev/null, stdout and stderr appended to
-  `log_file`; its pid is written to `pid_file`.
+  cmhost's process group do not reach it), stdin from /dev/null (or a pipe that hands it
+  `stdin_data`, such as a secret, at every start, then closes), stdout and stderr appended
+  to `log_file`; its pid is written to `pid_file`.
 - A pid file's process is "ours" only when /proc/<pid>/cmdline has an argument containing
   `marker` (so a recycled pid is never mistaken for the engine) and it is not a zombie.
 - The monitor thread checks every `poll_interval` seconds; a process that died is started
@@ -30,8 +31,8 @@ cmhost restarts. Drivers use it like this:
   so engines keep serving across a cmhost restart.
 
 `reserve_port` hands out ports to servers: it records each server's port in `<server_dir>/port`
-and never gives a port that another server directory under the same parent records, or that
-something is listening on.
+(and the port of a process beside the engine in `<server_dir>/<part>.port`) and never gives a
+port that a server directory under the same parent records, or that something is listening on.
 """
 
 from __future__ import annotations
@@ -49,14 +50,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from cmhost.messages import caller_message
 
 log = logging.getLogger("cmhost.supervisor")
 
 PORT_FILE = "port"
+# What a pipe takes without the writer waiting for the reader (Linux: 64 KiB).
+STDIN_LIMIT = 65536
+_PART_SUFFIX = ".port"
 
 
 class SupervisorError(Exception):
@@ -75,6 +80,10 @@ class ProcessSpec:
     marker: str  # an argument of the process contains this; identifies it in /proc
     env: Mapping[str, str] | None = None  # None: cmhost's environment
     stop_timeout: float = 30.0
+    # Written to the process's stdin at every start, then stdin is closed (None: /dev/null):
+    # how a secret reaches a process without passing through its argv or environment, which
+    # other local users can read in /proc. Never shown by repr.
+    stdin_data: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,10 @@ class RestartNotice:
 
     @property
     def message(self) -> str:
-        return (f"The engine process (pid {self.old_pid}) exited with {self.exit_status} and "
+        # A process beside the engine is keyed <server id>/<part> (e.g. its code-manager).
+        part = self.key.partition("/")[2]
+        what = f"The {part} process" if part else "The engine process"
+        return (f"{what} (pid {self.old_pid}) exited with {self.exit_status} and "
                 f"was restarted (pid {self.new_pid}).")
 
 
@@ -188,6 +200,9 @@ def _describe_exit(code: int | None) -> str:
 
 
 def _spawn(spec: ProcessSpec) -> subprocess.Popen[bytes]:
+    if spec.stdin_data is not None and len(spec.stdin_data) > STDIN_LIMIT:
+        raise SupervisorError(f"cannot start {spec.name}: more than {STDIN_LIMIT} bytes for "
+                              "its stdin")
     spec.log_file.parent.mkdir(parents=True, exist_ok=True)
     spec.pid_file.parent.mkdir(parents=True, exist_ok=True)
     with open(spec.log_file, "ab") as out:
@@ -197,14 +212,30 @@ def _spawn(spec: ProcessSpec) -> subprocess.Popen[bytes]:
         try:
             proc = subprocess.Popen(
                 list(spec.argv), cwd=spec.cwd, env=dict(spec.env) if spec.env is not None
-                else None, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True)
+                else None, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                stdin=subprocess.DEVNULL if spec.stdin_data is None else subprocess.PIPE,
+                close_fds=True)
         except OSError as exc:
             raise SupervisorError(f"cannot start {spec.name}: {caller_message(exc)}") from None
+    if proc.stdin is not None:
+        _hand_over(proc.stdin, spec.stdin_data or b"")
     tmp = spec.pid_file.with_name(f".{spec.pid_file.name}.tmp")
     tmp.write_text(f"{proc.pid}\n")
     os.replace(tmp, spec.pid_file)
     return proc
+
+
+def _hand_over(pipe: IO[bytes], data: bytes) -> None:
+    """Write `data` to a new process's stdin and close it. A process that dies first
+    (BrokenPipeError) is the monitor's to notice, like any other death. The pipe's buffer
+    (64 KiB on Linux) takes the data at once: the process reads it at its own pace."""
+    try:
+        pipe.write(data)
+    except BrokenPipeError:
+        pass
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            pipe.close()
 
 
 def _wait_gone(pid: int, popen: subprocess.Popen[bytes] | None, timeout: float) -> bool:
@@ -452,47 +483,71 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def recorded_port(server_dir: Path) -> int | None:
-    """The port `reserve_port` recorded for the server, or None."""
+def port_file(part: str | None = None) -> str:
+    """The name of the file recording the port of a server's engine (`port`) or of one of
+    the processes beside it (`<part>.port`, e.g. `code-manager.port`)."""
+    return PORT_FILE if part is None else f"{part}{_PART_SUFFIX}"
+
+
+def _is_port_file(name: str) -> bool:
+    return name == PORT_FILE or (name.endswith(_PART_SUFFIX) and not name.startswith("."))
+
+
+def recorded_port(server_dir: Path, part: str | None = None) -> int | None:
+    """The port `reserve_port` recorded for the server (or its `part`), or None."""
     try:
-        return int((server_dir / PORT_FILE).read_text().strip())
+        return int((server_dir / port_file(part)).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
 
 
+def _recorded_ports(server_dir: Path, *, but: str | None = None) -> set[int]:
+    """Every port recorded in the server directory (but in the file named `but`)."""
+    ports: set[int] = set()
+    for path in server_dir.iterdir() if server_dir.is_dir() else []:
+        if _is_port_file(path.name) and path.name != but:
+            with contextlib.suppress(OSError, ValueError):
+                ports.add(int(path.read_text().strip()))
+    return ports
+
+
 def _abandoned(directory: Path, older_than: float) -> bool:
-    """A reservation nobody followed up: the directory holds only its port file, and that
-    for longer than `older_than` seconds (a CreateServer that failed after reserving)."""
+    """A reservation nobody followed up: the directory holds only port files, and those for
+    longer than `older_than` seconds (a CreateServer that failed after reserving)."""
     try:
-        entries = [p.name for p in directory.iterdir()]
-        age = time.time() - (directory / PORT_FILE).stat().st_mtime
+        entries = [p for p in directory.iterdir()]
+        newest = max((p.stat().st_mtime for p in entries), default=0.0)
     except FileNotFoundError:
         return False
-    return entries == [PORT_FILE] and age > older_than
+    return (bool(entries) and all(_is_port_file(p.name) for p in entries)
+            and time.time() - newest > older_than)
 
 
 def reserve_port(server_dir: Path, host: str, low: int, high: int, *,
-                 preferred: int | None = None, abandoned_after: float = 86400.0) -> int:
-    """The server's port: the one already recorded in `<server_dir>/port`, else `preferred`
-    if given, else the lowest port of [low, high] that no sibling server directory records and
-    nothing listens on. The choice is written to `<server_dir>/port` under a lock shared by
-    every server directory of the same parent. A sibling holding nothing but a port file
-    older than `abandoned_after` seconds is a reservation left behind; it is removed."""
+                 preferred: int | None = None, abandoned_after: float = 86400.0,
+                 part: str | None = None) -> int:
+    """The server's port (or its `part`'s, see port_file): the one already recorded, else
+    `preferred` if given, else the lowest port of [low, high] that no server directory of
+    the same parent records (for any part) and nothing listens on. The choice is written to
+    the server directory under a lock shared by every server directory of the same parent.
+    A sibling holding nothing but port files older than `abandoned_after` seconds is a
+    reservation left behind; it is removed."""
     parent = server_dir.parent
+    name = port_file(part)
     with _ports_lock(parent):
-        current = recorded_port(server_dir)
+        current = recorded_port(server_dir, part)
         if current is not None and (preferred is None or preferred == current):
             return current
-        taken: set[int] = set()
+        taken: set[int] = _recorded_ports(server_dir, but=name)
         for sibling in parent.iterdir() if parent.is_dir() else []:
             if sibling != server_dir and sibling.is_dir() and not sibling.is_symlink():
-                port = recorded_port(sibling)
-                if port is None:
+                ports = _recorded_ports(sibling)
+                if not ports:
                     continue
                 if _abandoned(sibling, abandoned_after):
                     shutil.rmtree(sibling, ignore_errors=True)
                     continue
-                taken.add(port)
+                taken |= ports
         if preferred is not None:
             if preferred in taken:
                 raise SupervisorError(f"port {preferred} is already another server's")
@@ -505,7 +560,7 @@ def reserve_port(server_dir: Path, host: str, low: int, high: int, *,
                     f"no free port left in {low}-{high} on {host}; widen --engine-ports")
             choice = found
         server_dir.mkdir(parents=True, exist_ok=True)
-        tmp = server_dir / f".{PORT_FILE}.tmp"
+        tmp = server_dir / f".{name}.tmp"
         tmp.write_text(f"{choice}\n")
-        os.replace(tmp, server_dir / PORT_FILE)
+        os.replace(tmp, server_dir / name)
         return choice
