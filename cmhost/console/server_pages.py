@@ -200,7 +200,12 @@ def _base(name: str) -> str:
     return rf"/console/servers/{NAME}/{name}"
 
 
+async def _with_slash(console: Console, page: Page) -> Response:
+    return redirect(f"/console/servers/{page.arg(1)}/")
+
+
 ROUTES = [
+    route("GET", rf"/console/servers/{NAME}", _with_slash),
     route("GET", rf"/console/servers/{NAME}/", _tab_view("overview")),
     *[route("GET", _base(tab), _tab_view(tab)) for tab in TABS if tab != "overview"],
     route("POST", _base("backups"), create_backup),
