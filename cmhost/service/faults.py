@@ -45,6 +45,7 @@ class Faults:
         self._lock = threading.Lock()
         self._cached: tuple[Fault, ...] = ()
         self._fetched = float("-inf")  # time.monotonic() of the last read
+        self._generation = 0  # counts the changes made through this process
 
     # --- arming, listing, clearing (the admin endpoints) --------------------------------
 
@@ -116,17 +117,23 @@ class Faults:
     # --- the armed faults, kept in memory for a moment ----------------------------------
 
     def invalidate(self) -> None:
-        self._fetched = float("-inf")
+        with self._lock:
+            self._generation += 1
+            self._fetched = float("-inf")
 
     def stale(self) -> bool:
         return time.monotonic() - self._fetched >= REFRESH_SECONDS
 
     def refresh(self) -> None:
+        with self._lock:
+            generation = self._generation
         with self.rt.db.read() as conn:
             rows = store.all_faults(conn)
         with self._lock:
             self._cached = tuple(Fault.of(r) for r in rows)
-            self._fetched = time.monotonic()
+            # A change made here while this read ran may be missing from it: stay stale.
+            if generation == self._generation:
+                self._fetched = time.monotonic()
 
     def known(self) -> tuple[Fault, ...]:
         """Every stored fault, as this process last read them (refreshed when stale)."""

@@ -77,7 +77,8 @@ class StatusHolds:
         status = str(fault.settings["status"])
         duration = float(fault.settings["duration"])
         reason = str(fault.settings.get("status_reason") or
-                     f"{status} for {duration:g} s by cmhost fault {fault.id}.")
+                     f"{status} for {duration:g} s ({fault.id}, armed through "
+                     "/_cmhost/faults).")
         if store.active_hold(conn, row["id"]) is not None or not repo.transition_server(
                 conn, row["id"], [row["status"]], status=status, status_reason=reason,
                 updated_at=now):

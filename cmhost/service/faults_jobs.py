@@ -68,7 +68,8 @@ class _FailingJob:
 
     def _fail(self, job: Job, reason: str, fault_id: str) -> Effects | None:
         if isinstance(self.handler, CreateServerJob):
-            return self.handler.fail(job, reason, f"failed by cmhost fault {fault_id}")
+            return self.handler.fail(job, reason, f"failed by {fault_id}, armed through "
+                                                  "/_cmhost/faults")
         return self.handler.give_up(job, reason)
 
     def give_up(self, job: Job, error: str) -> Effects | None:
