@@ -1,9 +1,10 @@
 """PuppetDB beside a Puppet server: Debian's puppetdb as a supervised JVM with a database of
 its own, serving TLS with the server's certificate, backed up through its admin archive.
 
-A server's PuppetDB lives in `<data-dir>/engines/<server id>/puppetdb/`:
+A server's PuppetDB has its TLS port recorded in `<data-dir>/engines/<server id>/puppetdb.port`
+(from the engines' range, reserved like the servers' ports) and lives in
+`<data-dir>/engines/<server id>/puppetdb/`:
 
-    port            its TLS port, from the engines' range (reserved like the servers' ports)
     database.json   where its database is (host, port, user, name; never the password)
     conf.d/         config.conf, database.conf (0600: the password), jetty.conf, auth.conf
     allowlist       the certificate names that may use its API
@@ -30,7 +31,6 @@ import contextlib
 import http.client
 import json
 import logging
-import os
 import shutil
 import socket
 import ssl
@@ -50,7 +50,8 @@ from cmhost.engines.puppetdb_config import (
 )
 from cmhost.engines.puppetdb_database import DatabaseServer, database_name
 from cmhost.engines.puppetdb_http import PuppetDBClient, check_archive
-from cmhost.engines.puppetdb_ports import reserve_part_port
+from cmhost.engines.puppetdb_ports import port_file, reserve_part_port
+from cmhost.engines.puppetdb_process import missing_package, process_spec
 from cmhost.engines.supervisor import (
     ProcessSpec,
     Supervisor,
@@ -66,31 +67,11 @@ __all__ = ["PuppetDB", "PuppetserverConfig", "RestoreResult", "Site", "TlsFiles"
 log = logging.getLogger("cmhost.puppetdb")
 
 PART = "puppetdb"
-PACKAGE_HINT = ("install the Debian packages puppetdb and puppet-terminus-puppetdb "
-                "(apt-get install puppetdb puppet-terminus-puppetdb)")
-PUPPETDB_JAR = Path("/usr/share/puppetdb/puppetdb.jar")
-# puppet-terminus-puppetdb installs here; puppetserver's ruby-load-path sees it because
-# /usr/lib/puppetserver/ruby/vendor_ruby/puppet is a link to /usr/lib/ruby/vendor_ruby/puppet.
-TERMINUS = Path("/usr/lib/ruby/vendor_ruby/puppet/indirector/catalog/puppetdb.rb")
-JAVA = "/usr/bin/java"
-# Measured: about 100 MB of heap in use after start-up; the rest of the ~370 MB resident is
-# classes and code (PuppetDB's Clojure is compiled at start). The heap starts small and gives
-# memory back; the serial collector and C1 only, as for puppetserver, for footprint and start.
-JVM_OPTIONS = ("-Xms32m", "-Xmx256m", "-XX:MinHeapFreeRatio=10", "-XX:MaxHeapFreeRatio=30",
-               "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
-START_TIMEOUT = 240.0  # a first start migrates the database: ~40 s alone on two cores
-IMPORT_TIMEOUT = 240.0
+# A first start migrates the database: ~40 s alone on two cores, 100 s on two busy ones.
+START_TIMEOUT = 240.0
+# A restore runs inside one job step, which must end well within the job lease (300 s).
+RESTORE_TIMEOUT = 240.0
 HEALTH_TIMEOUT = 5.0
-
-
-def missing_package() -> str:
-    """Why PuppetDB cannot run here ("" when it can)."""
-    for path, what in ((PUPPETDB_JAR, "puppetdb.jar"), (TERMINUS, "its Puppet termini")):
-        if not path.exists():
-            return f"PuppetDB needs {what} ({path}); {PACKAGE_HINT}."
-    if not (os.access(JAVA, os.X_OK) or shutil.which("java")):
-        return f"PuppetDB needs Java ({JAVA}); {PACKAGE_HINT}."
-    return ""
 
 
 @dataclass(frozen=True)
@@ -124,7 +105,8 @@ class PuppetDB:
 
     @property
     def enabled(self) -> bool:
-        """Whether new servers get a PuppetDB (--puppetdb on gave a database URL)."""
+        """Whether cmhost runs a PuppetDB beside each Puppet server (--puppetdb on, which
+        comes with a database URL)."""
         return self._ctx.puppetdb_database_url is not None
 
     @staticmethod
@@ -146,16 +128,26 @@ class PuppetDB:
 
     # ------------------------------------------------------------------ address, config
 
-    def port(self, site: Site) -> int:
+    def reserve_port(self, server_dir: Path) -> int:
+        """The PuppetDB port of the server (reserved on first use, then the recorded one):
+        the driver may call this from allocate_endpoint, so that the starter kit made in
+        `prepare` can name the URL before anything runs."""
         try:
-            return reserve_part_port(site.server_dir, PART, self._ctx.engine_host,
+            return reserve_part_port(server_dir, PART, self._ctx.engine_host,
                                      self._ctx.port_min, self._ctx.port_max)
         except SupervisorError as exc:
             raise EngineError(f"PuppetDB has no port: {exc}") from None
 
+    def url_of(self, server_dir: Path, host_name: str) -> str:
+        """https://<host_name>:<port>, what puppetserver and the starter kit use."""
+        host = f"[{host_name}]" if ":" in host_name else host_name
+        return f"https://{host}:{self.reserve_port(server_dir)}"
+
+    def port(self, site: Site) -> int:
+        return self.reserve_port(site.server_dir)
+
     def url(self, site: Site) -> str:
-        host = f"[{site.host_name}]" if ":" in site.host_name else site.host_name
-        return f"https://{host}:{self.port(site)}"
+        return self.url_of(site.server_dir, site.host_name)
 
     def puppetserver_config(self, site: Site) -> PuppetserverConfig:
         """What puppetserver's confdir needs to store facts, catalogs and reports here."""
@@ -180,24 +172,7 @@ class PuppetDB:
         return changed
 
     def process(self, server_dir: Path, name: str = "") -> ProcessSpec:
-        paths = self.layout(server_dir)
-        java = JAVA if os.access(JAVA, os.X_OK) else (shutil.which("java") or JAVA)
-        argv = [
-            java, *JVM_OPTIONS, "-Djava.security.egd=/dev/urandom",
-            f"-Djava.io.tmpdir={paths.run / 'tmp'}", "-XX:+CrashOnOutOfMemoryError",
-            f"-XX:ErrorFile={paths.log / 'puppetdb_err_pid%p.log'}",
-            "-cp", str(PUPPETDB_JAR), "clojure.main", "-m", "puppetlabs.puppetdb.core",
-            "services", "--config", str(paths.conf),
-            "--bootstrap-config", str(paths.root / "bootstrap.cfg"),
-            "--restart-file", str(paths.run / "restart"),
-        ]
-        # Nothing of cmhost's environment (a master key, the database URL) reaches it.
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
-               "HOME": str(paths.var)}
-        return ProcessSpec(name=f"PuppetDB of {name or server_dir.name}", argv=argv,
-                           cwd=paths.root, log_file=paths.log / "console.log",
-                           pid_file=paths.run / "puppetdb.pid", marker=str(paths.conf),
-                           env=env, stop_timeout=30.0)
+        return process_spec(self.layout(server_dir), name or server_dir.name)
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -254,6 +229,7 @@ class PuppetDB:
                             server_id, name, *where)
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(paths.root)
+        (server_dir / port_file(PART)).unlink(missing_ok=True)
 
     # --------------------------------------------------------------------------- health
 
@@ -284,14 +260,7 @@ class PuppetDB:
             where = f"{self._ctx.engine_host}:{self._port_or_none(site)}"
             return Health("CONNECTION_LOST", f"PuppetDB at {where} does not answer "
                                              f"({_describe(exc)}){self._process_note(site)}")
-        if status.state == "running":
-            return Health("HEALTHY")
-        if status.state == "starting":
-            return Health("UNHEALTHY", "PuppetDB is starting (it prepares its database).")
-        if not status.write_db_up or not status.read_db_up:
-            return Health("UNHEALTHY", "PuppetDB cannot reach its database.")
-        return Health("UNHEALTHY", f"PuppetDB's state is {status.state[:40]!r} "
-                                   f"(HTTP {status.http_status}).")
+        return status.health()
 
     def _port_or_none(self, site: Site) -> int | None:
         with contextlib.suppress(EngineError):
@@ -329,10 +298,11 @@ class PuppetDB:
                               f"({_describe(exc)}).") from None
 
     def restore(self, site: Site, archive: bytes | None,
-                timeout: float = START_TIMEOUT + IMPORT_TIMEOUT) -> RestoreResult:
+                timeout: float = RESTORE_TIMEOUT) -> RestoreResult:
         """Make PuppetDB hold exactly the archive's data (nothing when it is None): stop it,
         empty its database and command queue, start it, import the archive and wait until
-        every command is stored. An unusable archive is refused before anything changes."""
+        every command is stored (EngineError after `timeout` seconds; running it again starts
+        over). An unusable archive is refused before anything changes."""
         commands = check_archive(archive) if archive is not None else 0
         deadline = time.monotonic() + timeout
         paths = self.layout(site.server_dir)

@@ -14,7 +14,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from cmhost.engines.base import EngineError
+from cmhost.engines.base import EngineError, Health
 
 STATUS_PATH = "/status/v1/services/puppetdb-status"
 ARCHIVE_PATH = "/pdb/admin/v1/archive"
@@ -38,6 +38,17 @@ class Status:
     queue_depth: int | None  # commands waiting to be stored
     write_db_up: bool
     read_db_up: bool
+
+    def health(self) -> Health:
+        """HEALTHY when "running" (both databases up), else UNHEALTHY saying why."""
+        if self.state == "running":
+            return Health("HEALTHY")
+        if self.state == "starting":
+            return Health("UNHEALTHY", "PuppetDB is starting (it prepares its database).")
+        if not self.write_db_up or not self.read_db_up:
+            return Health("UNHEALTHY", "PuppetDB cannot reach its database.")
+        return Health("UNHEALTHY", f"PuppetDB's state is {self.state[:40]!r} "
+                                   f"(HTTP {self.http_status}).")
 
 
 class PuppetDBClient:

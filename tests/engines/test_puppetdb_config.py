@@ -164,7 +164,7 @@ def test_a_part_port_is_never_a_server_or_another_part_port(tmp_path: Path) -> N
     part = reserve_part_port(engines / "a", "puppetdb", "127.0.0.1", 28900, 28910)
     other = reserve_part_port(engines / "b", "puppetdb", "127.0.0.1", 28900, 28910)
     assert len({first, part, other}) == 3
-    assert (engines / "a" / "puppetdb" / "port").read_text().strip() == str(part)
+    assert (engines / "a" / "puppetdb.port").read_text().strip() == str(part)
     assert reserve_part_port(engines / "a", "puppetdb", "127.0.0.1", 28900, 28910) == part
 
 

@@ -69,7 +69,7 @@ def ca() -> dict[str, str]:
     cmhost_cert, cmhost_key = puppet_ca.issue_client(ca_cert, ca_key)
     ps_cert, ps_key = pki.issue_certificate(ca_cert, ca_key, PUPPETSERVER, [], server=False)
     node_cert, node_key = pki.issue_certificate(ca_cert, ca_key, NODE, [], server=False)
-    return {"ca": ca_cert, "server_cert": server_cert, "server_key": server_key,
+    return {"ca": ca_cert, "ca_key": ca_key, "server_cert": server_cert, "server_key": server_key,
             "cmhost_cert": cmhost_cert, "cmhost_key": cmhost_key,
             "ps_cert": ps_cert, "ps_key": ps_key, "node_cert": node_cert, "node_key": node_key}
 
@@ -257,7 +257,7 @@ def test_puppetdb_serves_tls_only_with_the_servers_certificate(pdb: PuppetDB,
     port = pdb.port(first)
     assert PORTS[0] <= port <= PORTS[1]
     root = first.server_dir / "puppetdb"
-    assert (root / "port").read_text().strip() == str(port)
+    assert (first.server_dir / "puppetdb.port").read_text().strip() == str(port)
     assert pdb.url(first) == f"https://127.0.0.1:{port}"
     pid = pid_of(pdb, first)
     assert listening_ports(pid) == {port}  # no cleartext port
@@ -297,6 +297,13 @@ def test_only_allowed_certificates_use_the_api(pdb: PuppetDB, first: Site,
                           ssl.create_default_context(cadata=ca["ca"]))
     with pytest.raises((ssl.SSLError, ConnectionError)):
         bare.query("facts")
+    # An allowed name on a certificate that is not for clients (serverAuth only, as cmhost's
+    # server certificates were): Java's TLS refuses it, so puppetserver's own certificate must
+    # carry clientAuth too to be its PuppetDB client.
+    server_only = pki.issue_certificate(ca["ca"], ca["ca_key"], PUPPETSERVER, [PUPPETSERVER])
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        PuppetDBClient("127.0.0.1", pdb.port(first),
+                       puppet_ca.tls_context(ca["ca"], server_only)).query("facts")
     other_ca, other_key = pki.generate_ca("Another CA")
     stranger = puppet_ca.issue_client(other_ca, other_key)
     foreign = PuppetDBClient("127.0.0.1", pdb.port(first),
@@ -312,6 +319,7 @@ def test_export_then_restore_into_a_fresh_puppetdb(pdb: PuppetDB, first: Site, d
     pdb.remove(first.server_id, first.server_dir)
     assert not database_exists(old_name)
     assert not (first.server_dir / "puppetdb").exists()
+    assert not (first.server_dir / "puppetdb.port").exists()
     assert pdb.supervisor.status(pdb.key(first.server_id)) is None
     assert pdb.check_health(first).status == "CONNECTION_LOST"
 
