@@ -7,7 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 
+from cmhost.storage.db import MIGRATIONS
+from cmhost.storage.migrate import standalone_engine
 from tests.ops.helpers import CREATING_SECONDS, backup_now
 from tests.support import Cmhost, create_server
 
@@ -19,9 +23,21 @@ _servers = sa.table("servers", sa.column("id", sa.String), sa.column("name", sa.
 _backups = sa.table("backups", sa.column("id", sa.String), sa.column("settings", sa.JSON))
 
 
+def _downgrade_to_0007(url: str) -> None:
+    """Undo the migrations after 0007 (their tables), so the database is at 0007 again."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    engine = standalone_engine(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0007")
+    engine.dispose()
+
+
 def _as_before_0007(url: str, named: str) -> None:
     """Rewrite the rows the way cmhost stored them before: JSON null where CreateServer named
     no groups or subnets, the major engine version; the schema at revision 0006."""
+    _downgrade_to_0007(url)
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         for row in conn.execute(sa.select(_servers)).all():
