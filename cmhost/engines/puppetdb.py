@@ -11,6 +11,7 @@ A server's PuppetDB has its TLS port recorded in `<data-dir>/engines/<server id>
     bootstrap.cfg, logback.xml, request-logging.xml
     var/            its vardir (the command queue, stockpile/)
     log/ run/       its logs; pid file, restart file, tmp/
+    restore.tgz     a backup's archive waiting to be imported (0600; see puppetdb_restore)
 
 It listens with TLS only, presenting the server's own certificate and trusting the server's CA
 (files of puppetserver's ssldir), so puppetserver reaches it as it reaches itself. The
@@ -22,7 +23,8 @@ documented way to move PuppetDB's data, it is independent of the PostgreSQL serv
 PuppetDB's schema (an import is a series of commands, which a newer PuppetDB migrates), and
 it needs nothing but the running PuppetDB. It holds what PuppetDB serves: every node's facts,
 catalog (exported resources with it) and reports, and fact expiry settings. A restore empties
-the database and imports the archive, waiting until PuppetDB has stored every command.
+the database and the command queue and imports the archive in the background once PuppetDB
+serves; its health is UNHEALTHY ("restoring") until every command is stored.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cmhost.engines import puppet_ca
-from cmhost.engines.base import DriverContext, EngineError, Health
+from cmhost.engines.base import DriverContext, EngineError, EngineEvent, Health
 from cmhost.engines.puppetdb_config import (
     Layout,
     PuppetserverConfig,
@@ -52,6 +54,7 @@ from cmhost.engines.puppetdb_database import DatabaseServer, database_name
 from cmhost.engines.puppetdb_http import PuppetDBClient, check_archive
 from cmhost.engines.puppetdb_ports import port_file, reserve_part_port
 from cmhost.engines.puppetdb_process import missing_package, process_spec
+from cmhost.engines.puppetdb_restore import Imports, in_progress, stage, unstage
 from cmhost.engines.supervisor import (
     ProcessSpec,
     Supervisor,
@@ -61,16 +64,13 @@ from cmhost.engines.supervisor import (
 )
 from cmhost.messages import caller_message
 
-__all__ = ["PuppetDB", "PuppetserverConfig", "RestoreResult", "Site", "TlsFiles",
-           "missing_package"]
+__all__ = ["PuppetDB", "PuppetserverConfig", "Site", "TlsFiles", "missing_package"]
 
 log = logging.getLogger("cmhost.puppetdb")
 
 PART = "puppetdb"
 # A first start migrates the database: ~40 s alone on two cores, 100 s on two busy ones.
 START_TIMEOUT = 240.0
-# A restore runs inside one job step, which must end well within the job lease (300 s).
-RESTORE_TIMEOUT = 240.0
 HEALTH_TIMEOUT = 5.0
 
 
@@ -88,12 +88,6 @@ class Site:
     client_key: str = field(repr=False)
 
 
-@dataclass(frozen=True)
-class RestoreResult:
-    imported: int  # commands in the archive
-    discarded: int  # commands PuppetDB could not store (kept in var/stockpile/discard)
-
-
 class PuppetDB:
     """The PuppetDBs of one driver's servers."""
 
@@ -102,6 +96,7 @@ class PuppetDB:
         self.supervisor = supervisor
         self._contexts: dict[tuple[str, str], ssl.SSLContext] = {}
         self._lock = threading.Lock()
+        self._imports = Imports()
 
     @property
     def enabled(self) -> bool:
@@ -193,13 +188,17 @@ class PuppetDB:
             running = (status is not None and status.alive) or read_pid(process) is not None
             if running and (restart or changed):
                 self.supervisor.restart(key, process)
-                return
-            if not running and not port_is_free(self._ctx.engine_host, port):
-                raise EngineError(f"Port {port} on {self._ctx.engine_host} is taken by another "
-                                  "program; PuppetDB cannot listen there.")
-            self.supervisor.ensure(key, process)
+            else:
+                if not running and not port_is_free(self._ctx.engine_host, port):
+                    raise EngineError(f"Port {port} on {self._ctx.engine_host} is taken by "
+                                      "another program; PuppetDB cannot listen there.")
+                self.supervisor.ensure(key, process)
         except SupervisorError as exc:
             raise EngineError(f"PuppetDB could not start: {exc}") from None
+        paths = self.layout(site.server_dir)
+        if in_progress(paths.root):
+            self._imports.ensure(site.server_id, paths.root, paths.var,
+                                 lambda: self.client(site, timeout=300.0))
 
     def stop(self, server_id: str, server_dir: Path) -> None:
         """Stop the server's PuppetDB (fine when it does not run)."""
@@ -208,6 +207,8 @@ class PuppetDB:
     def remove(self, server_id: str, server_dir: Path) -> None:
         """Stop PuppetDB, drop its database and delete its directory (idempotent)."""
         paths = self.layout(server_dir)
+        if paths.root.exists():
+            unstage(paths.root)
         self.stop(server_id, server_dir)
         name = database_name(server_id)
         where: tuple[str, int] | None = None
@@ -230,6 +231,7 @@ class PuppetDB:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(paths.root)
         (server_dir / port_file(PART)).unlink(missing_ok=True)
+        (server_dir / f".{PART}.lock").unlink(missing_ok=True)
 
     # --------------------------------------------------------------------------- health
 
@@ -260,7 +262,11 @@ class PuppetDB:
             where = f"{self._ctx.engine_host}:{self._port_or_none(site)}"
             return Health("CONNECTION_LOST", f"PuppetDB at {where} does not answer "
                                              f"({_describe(exc)}){self._process_note(site)}")
-        return status.health()
+        health = status.health()
+        if health.status == "HEALTHY" and in_progress(paths.root):
+            queued = f" ({status.queue_depth} commands queued)" if status.queue_depth else ""
+            return Health("UNHEALTHY", f"PuppetDB is restoring the backup's data{queued}.")
+        return health
 
     def _port_or_none(self, site: Site) -> int | None:
         with contextlib.suppress(EngineError):
@@ -297,40 +303,32 @@ class PuppetDB:
             raise EngineError(f"PuppetDB does not answer, so its data cannot be backed up "
                               f"({_describe(exc)}).") from None
 
-    def restore(self, site: Site, archive: bytes | None,
-                timeout: float = RESTORE_TIMEOUT) -> RestoreResult:
+    def restore(self, site: Site, archive: bytes | None) -> None:
         """Make PuppetDB hold exactly the archive's data (nothing when it is None): stop it,
-        empty its database and command queue, start it, import the archive and wait until
-        every command is stored (EngineError after `timeout` seconds; running it again starts
-        over). An unusable archive is refused before anything changes."""
-        commands = check_archive(archive) if archive is not None else 0
-        deadline = time.monotonic() + timeout
+        empty its database and command queue, start it; the archive is imported once it
+        serves (check_health is UNHEALTHY until every command is stored; the outcome is an
+        event, see take_events). An unusable archive is refused before anything changes."""
+        if archive is not None:
+            check_archive(archive)
         paths = self.layout(site.server_dir)
+        if paths.root.exists():
+            unstage(paths.root)
         self.stop(site.server_id, site.server_dir)
-        database = self._database()
-        database.drop_database(database_name(site.server_id))
+        self._database().drop_database(database_name(site.server_id))
         # Commands queued before the restore must not be stored into the restored data.
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(paths.var)
+        if archive is not None:
+            stage(paths.root, archive)
         self.start(site)
-        if archive is None:
-            return RestoreResult(imported=0, discarded=0)
-        self.wait_until_running(site, max(1.0, deadline - time.monotonic()))
-        client = self.client(site, timeout=300.0)
-        try:
-            client.import_archive(archive)
-            while (status := client.status()).queue_depth != 0 or status.state != "running":
-                if time.monotonic() > deadline:
-                    raise EngineError(f"PuppetDB did not store the backup's data in time "
-                                      f"({status.queue_depth} commands still queued).")
-                time.sleep(0.5)
-        except (OSError, http.client.HTTPException) as exc:
-            raise EngineError(f"PuppetDB stopped answering while it imported the backup's "
-                              f"data ({_describe(exc)}).") from None
-        discard = paths.var / "stockpile" / "discard"
-        # PuppetDB keeps each command it could not store there, with a `*_err.txt` beside it.
-        discarded = sum(1 for _ in discard.glob("*_err.txt")) if discard.is_dir() else 0
-        return RestoreResult(imported=commands, discarded=discarded)
+
+    def take_events(self) -> list[EngineEvent]:
+        """What the imports did (each handed out once), for the server's events."""
+        return self._imports.take_events()
+
+    def close(self) -> None:
+        """Stop the imports' threads (a staged archive waits on disk for the next start)."""
+        self._imports.close()
 
 
 def _describe(exc: BaseException) -> str:

@@ -328,9 +328,14 @@ def test_export_then_restore_into_a_fresh_puppetdb(pdb: PuppetDB, first: Site, d
         pdb.restore(second, b"not an archive")
     assert not (second.server_dir / "puppetdb").exists()  # refused before anything changed
 
-    result = pdb.restore(second, archive)
-    assert (result.imported, result.discarded) == (3, 0)
-    assert pdb.check_health(second).status == "HEALTHY"
+    pdb.restore(second, archive)  # returns at once: the import waits for PuppetDB to serve
+    staged = second.server_dir / "puppetdb" / "restore.tgz"
+    assert staged.read_bytes() == archive and (staged.stat().st_mode & 0o777) == 0o600
+    assert pdb.check_health(second).status != "HEALTHY"
+    pdb.wait_until_running(second)  # HEALTHY once every command of the archive is stored
+    assert not staged.exists()
+    assert [e.message for e in pdb.take_events()] == [
+        "PuppetDB holds the backup's data again (3 records)."]
     check_stored(stored(client_as(pdb, second, ca, "ps")))
 
     name = database_name(second.server_id)
