@@ -3,6 +3,7 @@
 A server lives in data_dir/engines/<server_id>/:
 
     port            the TCP port allocated to it (see supervisor.reserve_port)
+    code-manager.port   the Code Manager's port, for a server with an r10k remote
     engine.json     what runs there (driver, endpoint, certname, port)
     state/          what a backup carries and a restore swaps atomically:
       ca/           puppetserver's cadir (ca_crt.pem, ca_key.pem 0600, ca_crl.pem, serial,
@@ -12,6 +13,8 @@ A server lives in data_dir/engines/<server_id>/:
                     files: rewritten from the server's material at every start
     ssl/            the ssldir: the server's certificate, private key (0600), the CA, crl.pem
     var/ run/ log/  puppetserver's vardir (and JRuby gem home), rundir (pid file), logs
+    r10k/           code deployment: r10k's configuration, cache and staging (see r10k.py)
+    code-manager/   the Code Manager process: its pid file, log, deploy requests and events
 
 The CA is made by cmhost in `prepare` (so CreateServer can return PUPPET_API_CA_CERT without
 starting anything) and installed as puppetserver's own CA. Keys are kept encrypted in the
@@ -19,6 +22,12 @@ server's material; puppetserver needs two of them on disk to run (ca/ca_key.pem 
 key in ssl/private_keys), both 0600 inside the data directory. cmhost talks to the CA API with
 a client certificate of its own (CN cmhost-ca-client, Puppet's pp_cli_auth extension), whose
 key is only in the material and in memory.
+
+A server created with PUPPET_R10K_REMOTE also runs a Code Manager (code_manager/): a
+supervised process beside puppetserver, on a port of its own, that deploys the control
+repository with r10k into code/environments at provisioning, after a restore whose backup
+holds no deployed code, and on request (its API, a git host's webhook). puppet.conf's
+environment_timeout of 0 makes puppetserver see new code at once.
 """
 
 from __future__ import annotations
@@ -41,9 +50,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from cmhost.engines import archive, crl, pki, puppet_ca
+from cmhost.engines.attributes import PUPPET_R10K_REMOTE
 from cmhost.engines.base import (
     DriverContext,
     EngineError,
+    EngineEvent,
     EngineMaterial,
     Health,
     InvalidEngineAttribute,
@@ -52,9 +63,11 @@ from cmhost.engines.base import (
     Prepared,
     ServerSpec,
 )
+from cmhost.engines.code_manager.side import CodeManagerSide, Identity
 from cmhost.engines.embedded_identity import copy_material, prepare_identity, update_credential
 from cmhost.engines.issuance import Issued, open_ledger
 from cmhost.engines.node_attributes import PUPPET_NODE_CERT, PUPPET_NODE_CSR, check_node_attributes
+from cmhost.engines.r10k import has_deployed_code, missing_r10k
 from cmhost.engines.statedir import locked, read_files, remove_leftovers, replace_dir
 from cmhost.engines.supervisor import (
     ProcessSpec,
@@ -164,6 +177,7 @@ class PuppetServerDriver:
         self._lock = threading.Lock()
         # server id -> what its last restore revoked, until the restore job takes it
         self._restore_revoked: dict[str, list[Issued]] = {}
+        self.code = CodeManagerSide(ctx, self.supervisor)
 
     # ------------------------------------------------------------------ endpoint, identity
 
@@ -189,10 +203,19 @@ class PuppetServerDriver:
 
     def prepare(self, spec: ServerSpec, attributes: dict[str, str]) -> Prepared:
         """A new CA (which becomes puppetserver's CA), the server certificate, cmhost's CA
-        client certificate, the admin password and the starter kit. Starts nothing."""
+        client certificate, the admin password and the starter kit. Starts nothing.
+
+        With an r10k remote, the Code Manager's port is reserved as the engine's was (in
+        allocate_endpoint) and its token made: the kit carries it, the material its digest."""
         self._check_family(spec)
         self._check_package()
-        prepared = prepare_identity(spec, attributes)
+        code_manager_url = None
+        if attributes.get(PUPPET_R10K_REMOTE):
+            problem = missing_r10k()
+            if problem:
+                raise EngineError(problem)
+            code_manager_url = self.code.url(self.server_dir(spec.server_id))
+        prepared = prepare_identity(spec, attributes, code_manager_url=code_manager_url)
         material = self._current_identity(spec, prepared.material)
         return Prepared(material=material, one_time_attributes=prepared.one_time_attributes)
 
@@ -261,6 +284,8 @@ class PuppetServerDriver:
         with locked(root):
             self._write_all(spec, material, Layout(root))
             self._start(spec, Layout(root), restart=False)
+        self._run_code_manager(spec, Layout(root), material, restart=False,
+                               deploy_reason="provisioning")
 
     def _write_all(self, spec: ServerSpec, material: EngineMaterial, paths: Layout) -> None:
         """Everything puppetserver needs, from the material (idempotent)."""
@@ -340,6 +365,30 @@ class PuppetServerDriver:
         except SupervisorError as exc:
             raise EngineError(f"The Puppet server could not start: {exc}") from None
 
+    # ------------------------------------------------------------------- code deployment
+
+    def _identity_files(self, spec: ServerSpec, paths: Layout) -> Identity:
+        certname = self.certname(spec)
+        return Identity(cert_file=paths.ssl / "certs" / f"{certname}.pem",
+                        key_file=paths.ssl / "private_keys" / f"{certname}.pem")
+
+    def _run_code_manager(self, spec: ServerSpec, paths: Layout, material: EngineMaterial, *,
+                          restart: bool, deploy_reason: str | None = None) -> None:
+        """Run the server's Code Manager, if it has one; with `deploy_reason`, have it deploy
+        every environment unless the server already serves deployed code. The deployment
+        runs in the Code Manager while puppetserver starts; its outcome is an event (a
+        failure leaves the server as it is: HEALTHY once puppetserver serves)."""
+        if not self.code.enabled(material):
+            return
+        if deploy_reason and not has_deployed_code(paths.root):
+            self.code.request_deploy(paths.root, deploy_reason)
+        self.code.start(spec.server_id, paths.root, self._identity_files(spec, paths), material,
+                        restart=restart)
+
+    def take_events(self) -> list[EngineEvent]:
+        """The deployments' outcomes since the last call (see EngineEvent), once each."""
+        return self.code.take_events(self._ctx.data_dir / "engines")
+
     def check_health(self, spec: ServerSpec, material: EngineMaterial) -> Health:
         """GET /status/v1/simple over TLS checked against the server's CA: "running" is
         HEALTHY, another answer UNHEALTHY, no answer CONNECTION_LOST."""
@@ -368,6 +417,10 @@ class PuppetServerDriver:
         finally:
             connection.close()
         if response.status == 200 and body == "running":
+            if self.code.enabled(material):
+                problem = self.code.problem(spec.server_id, root, context)
+                if problem:
+                    return Health("UNHEALTHY", problem)
             return Health("HEALTHY")
         return Health("UNHEALTHY", f"puppetserver at {_join(host, port)} answers "
                                    f"HTTP {response.status} {body[:100]!r} on {STATUS_PATH}")
@@ -391,6 +444,7 @@ class PuppetServerDriver:
                                   "backup.")
             self._write_all(spec, material, Layout(root))
             self._start(spec, Layout(root), restart=False)
+        self._run_code_manager(spec, Layout(root), material, restart=False)
 
     def close(self) -> None:
         """Stop supervising; every puppetserver keeps running for the next cmhost."""
@@ -401,8 +455,10 @@ class PuppetServerDriver:
         root = self.server_dir(spec.server_id)
         with locked(root):
             if root.exists():
+                self.code.stop(spec.server_id, root, self._identity_files(spec, Layout(root)))
                 self.supervisor.stop(spec.server_id, self._process(spec, Layout(root)))
             else:
+                self.supervisor.release(self.code.key(spec.server_id))
                 self.supervisor.release(spec.server_id)
             remove_leftovers(Layout(root).state)
             with contextlib.suppress(FileNotFoundError):
@@ -531,13 +587,14 @@ class PuppetServerDriver:
 
     def backup(self, spec: ServerSpec, material: EngineMaterial) -> bytes:
         """The CA (but its key, which the material carries), the signed certificates, the CRL
-        and the code directory, with the material, in archive's format."""
+        and the code directory (deployed environments included, but git's own data and
+        symbolic links), with the material, in archive's format."""
         self._check_family(spec)
         paths = Layout(self.server_dir(spec.server_id))
-        with locked(paths.root):
+        with locked(paths.root):  # code deployments swap environments under it too
             if not (paths.ca / puppet_ca.CA_CERT).exists():
                 raise EngineError("The engine's state is gone; there is nothing to back up.")
-            files = read_files(paths.state)
+            files = read_files(paths.state, leave_out=_not_backed_up)
         files.pop(f"ca/{puppet_ca.CA_KEY}", None)
         if files.get(f"ca/{puppet_ca.CA_CERT}", b"").decode("ascii", "replace") != \
                 material.public.get("ca_cert"):
@@ -579,6 +636,9 @@ class PuppetServerDriver:
                                   f"{caller_message(exc)}") from None
             self._write_all(spec, material, paths)
             self._start(spec, paths, restart=False)
+        # The backup's material may be another server's (its remote, key and token): the
+        # Code Manager starts again with it, and deploys when the backup held no code.
+        self._run_code_manager(spec, paths, material, restart=True, deploy_reason="restore")
         self._restore_revoked[spec.server_id] = revoked
         return material
 
@@ -642,6 +702,8 @@ class PuppetServerDriver:
             self._write_all(spec, renewed, paths)
             changed = renewed.public.get("server_cert") != material.public.get("server_cert")
             self._start(spec, paths, restart=changed)
+        # A new server certificate is the Code Manager's too.
+        self._run_code_manager(spec, paths, renewed, restart=changed)
         return Maintained(material=renewed)
 
     # -------------------------------------------------------------- engine attributes
@@ -687,6 +749,13 @@ def _public_of(private_pem: str) -> str:
     return key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")
+
+
+def _not_backed_up(relative: str, path: Path) -> bool:
+    """What of the state a backup leaves out: in deployed code, git's data (r10k's checkouts
+    refer to its cache, which is not backed up either) and symbolic links (an artifact holds
+    regular files only)."""
+    return relative.startswith("code/") and (path.name == ".git" or path.is_symlink())
 
 
 def _check_state(files: dict[str, bytes], material: EngineMaterial) -> None:

@@ -52,6 +52,8 @@ PRODUCTION = "production"
 _ENVIRONMENT = re.compile(r"[A-Za-z0-9_]+")
 _LOG_LINE = re.compile(r"^(DEBUG\d?|INFO|NOTICE|WARN|ERROR|FATAL)\s*->\s?(.*)$")
 MAX_MESSAGE = 4000
+# user:password@ in a URL git or r10k print back (a remote given with its credentials).
+_PASSWORD_IN_URL = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/:@\s]+):[^/@\s]+@")
 
 
 def missing_r10k() -> str:
@@ -341,6 +343,8 @@ class CodeDeployer:
         so the environments that run did not deploy are then tried one run each, which also
         tells whose error is whose."""
         results: dict[str, Deployed | None] = {}
+        # As Code Manager: modules are always deployed the first time an environment is.
+        modules = modules or any(not (self.paths.staging / n).is_dir() for n in targets)
         if len(targets) > 1:
             for name in targets:
                 (self.paths.staging / name / DEPLOY_RECORD).unlink(missing_ok=True)
@@ -426,7 +430,7 @@ class CodeDeployer:
         """r10k's and git's words without this host's paths: an environment's path in
         staging becomes its name, any other local path <path>."""
         text = text.replace(str(self.paths.staging) + "/", "")
-        return without_paths(text)
+        return without_paths(_PASSWORD_IN_URL.sub(r"\1:<password>@", text))
 
 
 def _deployed(staged: Path) -> str | None:

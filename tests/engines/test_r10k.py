@@ -6,7 +6,6 @@ only while it runs."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from cmhost.engines.r10k import (
     has_deployed_code,
     live_environments,
 )
-from tests.engines.git_repos import Repos, Sshd, have_tools, site_pp
+from tests.engines.git_repos import Repos, Sshd, git, have_tools, site_pp
 
 pytestmark = pytest.mark.skipif(bool(have_tools()), reason=have_tools() or "tools present")
 
@@ -44,7 +43,6 @@ def served(root: Path, environment: str, path: str = "manifests/site.pp") -> str
 
 
 def head(repos: Repos, branch: str) -> str:
-    from tests.engines.git_repos import git
     return git(repos.base, "--git-dir", str(repos.control), "rev-parse", branch)
 
 
@@ -184,3 +182,10 @@ def test_the_tree_served_before_goes_back_to_staging(repos: Repos, root: Path) -
     # Exchanged: the tree served before is now staged (for the next deployment to update).
     assert staged.stat().st_ino == first and (staged / ".git").is_dir()
     assert live.stat().st_ino != first and "'v2'" in served(root, "production")
+
+
+def test_a_password_in_the_remote_never_reaches_the_error(root: Path) -> None:
+    [result] = CodeDeployer(root, "https://bob:s3cret@127.0.0.1:9/control.git").deploy(
+        ["production"])
+    assert result.error is not None and "Unable to list the branches" in result.error.msg
+    assert "s3cret" not in result.error.msg

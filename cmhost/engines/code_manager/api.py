@@ -177,7 +177,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         # The request line may carry the token (?token=...): log the path only.
-        log.info("%s %s %s", self.command, urlsplit(self.path).path[:200],
+        path = urlsplit(getattr(self, "path", "") or "").path[:200]  # unset: unparsable
+        log.info("%s %s %s", getattr(self, "command", None), path,
                  args[1] if len(args) > 1 else "")
 
 
