@@ -1,11 +1,13 @@
 """Benchmark: what collecting metrics costs DescribeServers, with and without, in the same run.
 
 What it measures. Requests per second and p50/p99 latency of one signed `DescribeServers`
-call (10 servers in the account, 5 Chef and 5 Puppet, all HEALTHY) on two `cmhost serve
+call (10 servers in the account, 5 Chef and 5 Puppet, all HEALTHY) on `cmhost serve
 --no-worker` processes of the same data directory (SQLite), loaded in turn:
 
 - "without the hooks" (the baseline): cmhost with its request `after` hooks removed (the
-  metrics' and the access log's), started through this script (`--serve-without-hooks`);
+  metrics', the access log's and any other), started through this script
+  (`--serve hooks|no-hooks`), as the other two are, so that nothing but the hooks differs
+  between them;
 - "with metrics": cmhost as it ships (text logs at warning, so the access line is skipped
   after its level check), scraped every `--scrape-every` seconds while it is loaded (default
   5: three times as often as a 15 s scrape interval, twelve times Prometheus' default of a
@@ -19,7 +21,9 @@ is the median of `--rounds` runs (default 3), measured in turn (see bench/README
 printed, as the parts of that cost: the CPU time each process spent per request during its
 measured runs (scrapes included); the CPU time the request hooks take per request, timed
 in this process on the same RequestRecord 200,000 times; and the CPU time one scrape costs
-the scraped process (20 scrapes of the idle process).
+the scraped process (20 scrapes of the idle process). On the shared 2-core development VM,
+two identical processes measured this way read up to 10-15% apart in a round while other
+work runs: the ratio needs a quiet machine; the parts do not.
 
     .venv/bin/python bench/metrics.py [--duration 10s] [--rounds 3] [--scrape-every 5]
                                       [--no-json-logs] [--json]
@@ -74,8 +78,9 @@ WATCHED = "with metrics"
 JSON_LOGS = "with metrics, JSON access log"
 
 
-def serve_without_hooks(argv: list[str]) -> int:
-    """`cmhost <argv>` whose app has no request `after` hooks (no metrics, no access log)."""
+def serve(hooks: bool, argv: list[str]) -> int:
+    """`cmhost <argv>`; with `hooks` False its app has no request `after` hooks (no metrics,
+    no access log)."""
     sys.path.insert(0, str(TREE))
     from cmhost import app as app_module
     from cmhost import cli
@@ -85,17 +90,21 @@ def serve_without_hooks(argv: list[str]) -> int:
             super().__init__(settings)  # type: ignore[arg-type]
             self.operation_hooks.after.clear()
 
-    app_module.CmhostApp = Unwatched  # type: ignore[misc]
+    if not hooks:
+        app_module.CmhostApp = Unwatched  # type: ignore[misc]
     return cli.main(argv)
 
 
-def _start_unwatched(site: Site, workdir: Path) -> tuple[Process, int]:
+def _start(site: Site, workdir: Path, name: str, *, hooks: bool, extra: Sequence[str] = ()
+           ) -> tuple[Process, int]:
+    """`cmhost serve --no-worker` through this script, with or without its hooks."""
     port = free_port()
-    argv = [sys.executable, str(Path(__file__).resolve()), "--serve-without-hooks", "serve",
-            "--port", str(port), *site.storage_args, "--throttle", "off", "--log-level",
-            "warning", *site.options, "--no-worker"]
-    proc = Process(BASELINE, argv, f"http://127.0.0.1:{port}/_cmhost/health",
-                   workdir / "unwatched.log")
+    argv = [sys.executable, str(Path(__file__).resolve()), "--serve",
+            "hooks" if hooks else "no-hooks", "serve", "--port", str(port), *site.storage_args,
+            "--throttle", "off", "--log-level", "warning", *site.options, *extra,
+            "--no-worker"]
+    proc = Process(name, argv, f"http://127.0.0.1:{port}/_cmhost/health",
+                   workdir / f"{name.replace(' ', '-')}.log")
     return proc.start(), port
 
 
@@ -211,14 +220,14 @@ def run(args: argparse.Namespace) -> int:
         with ExitStack() as stack:
             stack.enter_context(running([owner]))
             create_healthy_servers(owner_port, SERVER_NAMES)
-            bare, bare_port = _start_unwatched(site, workdir)
+            bare, bare_port = _start(site, workdir, BASELINE, hooks=False)
             stack.enter_context(running([bare]))
-            watched, watched_port = site.serve(WATCHED)
+            watched, watched_port = _start(site, workdir, WATCHED, hooks=True)
             stack.enter_context(running([watched]))
             procs = {BASELINE: (bare, bare_port), WATCHED: (watched, watched_port)}
             if args.json_logs:
-                procs[JSON_LOGS] = site.serve(
-                    "json-logs", extra=["--log-format", "json", "--log-level", "info"])
+                procs[JSON_LOGS] = _start(site, workdir, JSON_LOGS, hooks=True, extra=[
+                    "--log-format", "json", "--log-level", "info"])
                 stack.enter_context(running([procs[JSON_LOGS][0]]))
             call = Call.sign(watched_port, "DescribeServers")
             size = 0
@@ -285,6 +294,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--serve-without-hooks"]:
-        sys.exit(serve_without_hooks(sys.argv[2:]))
+    if sys.argv[1:2] == ["--serve"]:
+        sys.exit(serve(sys.argv[2] == "hooks", sys.argv[3:]))
     sys.exit(main_guard(run, None, build_parser()))
