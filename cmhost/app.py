@@ -16,6 +16,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from cmhost import __version__
 from cmhost.api.admin import AdminApp
+from cmhost.api.cloudtrail import CloudTrail, cloudtrail_service
+from cmhost.api.cloudtrail_records import OpsWorksCMDescriber, console_failures
 from cmhost.api.fault_hook import fault_hook
 from cmhost.api.handlers import OpsWorksCM
 from cmhost.api.model import SERVICE
@@ -32,7 +34,11 @@ from cmhost.logs import AccessLog
 from cmhost.observability.families import Metrics
 from cmhost.observability.files import MetricFiles, host_directory
 from cmhost.observability.gauges import DatabaseGauges
+from cmhost.service.access import Access
+from cmhost.service.access_guard import Guard
 from cmhost.service.artifacts import sign_key
+from cmhost.service.audit import AuditTrail
+from cmhost.service.audit_delivery import AuditDelivery, AuditPruner
 from cmhost.service.credential_pool import CredentialPool, PoolFiller
 from cmhost.service.faults import Faults, FaultTicker
 from cmhost.service.faults_holds import held_drivers
@@ -40,11 +46,12 @@ from cmhost.service.faults_jobs import failing_jobs
 from cmhost.service.health import HealthMonitor
 from cmhost.service.housekeeping import TempSweeper
 from cmhost.service.jobs import job_handlers
-from cmhost.service.keys import KeyDirectory, issue_key
+from cmhost.service.keys import IssuedKey, KeyDirectory, issue_key, write_last_used
+from cmhost.service.pagination import Pager
 from cmhost.service.retention import EventPruner, JobPruner
 from cmhost.service.runtime import Drivers, Runtime
 from cmhost.service.schedules import Scheduler
-from cmhost.storage import identity, repo
+from cmhost.storage import iam, identity, repo
 from cmhost.storage.blobs import BlobNotFound, open_blob_store
 from cmhost.storage.db import Database, WouldBlock
 from cmhost.storage.dbfile import DatabaseNotWritable, make_private
@@ -204,6 +211,15 @@ class CmhostApp:
         if self.credential_pool.enabled:
             self.runtime.credentials = self.credential_pool
         self.keys = KeyDirectory(self.db, self.box, allow_dev_key=settings.loopback)
+        # Authorization and the audit trail of every operation, the API's and the console's
+        # (service/access_guard.py); records delivered to the blob store by the worker.
+        self.audit = AuditTrail(self.db, last_used=self.keys.take_last_used,
+                                write_last_used=write_last_used)
+        self.guard = Guard(Access(self.db, self.clock.now), self.audit, self.clock.now,
+                           OpsWorksCMDescriber(), unavailable=self.db.unavailable,
+                           key_used=self.keys.used)
+        self.worker.tickers += [AuditDelivery(self.runtime),
+                                AuditPruner(self.runtime, settings.audit_retention_days)]
         # Few threads: handlers hold the GIL most of the time, and more threads only contend.
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cmhost-api")
         verifier = SigV4Verifier(self._lookup_key)
@@ -211,11 +227,16 @@ class CmhostApp:
         # What watches or shapes every API request (metrics, logs, faults) registers here.
         self.operation_hooks = OperationHooks()
         self.operation_hooks.after += [self.metrics.request_finished, access.request_finished]
-        self.aws = AwsJsonApp(OpsWorksCM(self.runtime).table(), verifier, throttle, self.executor,
+        table = OpsWorksCM(self.runtime).table()
+        cloudtrail = cloudtrail_service(
+            self.guard.wrap(CloudTrail(self.db, Pager(self.box)).table()), self._lookup_key)
+        self.aws = AwsJsonApp(self.guard.wrap(table), verifier, throttle, self.executor,
                               inline_reads=self._read_inline,
-                              unavailable=self.db.unavailable, hooks=self.operation_hooks)
-        self.console = ConsoleApp(self.runtime, self.aws.handlers, self.keys, self.executor,
-                                  self.operation_hooks)
+                              unavailable=self.db.unavailable, hooks=self.operation_hooks,
+                              guard=self.guard, others=(cloudtrail,), key_used=self.keys.used)
+        self.console = ConsoleApp(self.runtime, self.guard.wrap(table, console=True), self.keys,
+                                  self.executor, self.operation_hooks)
+        self.operation_hooks.after.append(console_failures(self.guard))
         self.admin = AdminApp(self.clock, self.advance, self.health, self.executor,
                               self.read_log, loopback=settings.loopback,
                               admin_token=settings.admin_token)
@@ -234,8 +255,7 @@ class CmhostApp:
         self.worker.handlers = failing_jobs(self.faults, self.runtime, self.worker.handlers)
         self.worker.tickers.append(FaultTicker(self.faults))
         self.runtime.drivers = held_drivers(self.runtime.drivers, self.faults.holds)
-        self.admin.attach(self.faults, lambda account, user: issue_key(
-            self.db, self.box, account=account, user=user, now=time.time()))
+        self.admin.attach(self.faults, self._issue_admin_key)
         self.started_at = time.time()
 
     def _read_inline(self, call: Callable[[], Any]) -> tuple[bool, Any]:
@@ -250,6 +270,14 @@ class CmhostApp:
         except WouldBlock:
             return False, None
 
+    def _issue_admin_key(self, account: str, user: str) -> IssuedKey:
+        """POST /_cmhost/keys: a key of `user` when the account has that user, else the
+        account's root key (what every issued key was before users existed)."""
+        with self.db.read() as conn:
+            known = iam.get_user(conn, account, user) is not None
+        return issue_key(self.db, self.box, account=account, user=user if known else None,
+                         now=time.time())
+
     def _lookup_key(self, access_key_id: str) -> KeyRecord | None:
         key = self.keys(access_key_id)
         if key is None:
@@ -259,6 +287,7 @@ class CmhostApp:
     # --- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
+        self.audit.start()
         if self.settings.run_worker:
             self.worker.start()
             self.filler.start()
@@ -269,6 +298,7 @@ class CmhostApp:
         for driver in {id(d): d for d in self.runtime.drivers.by_name.values()}.values():
             driver.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.audit.stop()
         self.metric_files.close()
         self.db.dispose()
 

@@ -62,6 +62,9 @@ def _add_service_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--credential-pool", type=int, metavar="SERVERS",
                    help="servers' worth of RSA keys and passwords the worker makes ahead of "
                         "CreateServer (CMHOST_CREDENTIAL_POOL, default 4; 0: off)")
+    p.add_argument("--audit-retention-days", type=float, metavar="DAYS",
+                   help="how long audit records stay in the database "
+                        "(CMHOST_AUDIT_RETENTION_DAYS, default 90)")
     p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"],
                    help="(CMHOST_LOG_LEVEL, default info)")
     p.add_argument("--log-format", default=None, choices=["text", "json"],
@@ -121,6 +124,85 @@ _FAULT_FLAGS: list[tuple[str, Callable[[str], Any], str]] = [
 ]
 
 
+def _add_keys_parser(sub: Any) -> None:
+    keys = sub.add_parser("keys", help="manage access keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser(
+        "create", help="issue a key (the secret is printed once, in one JSON object): the "
+                       "account's root key, or with --user one of that user's (two at most)")
+    create.add_argument("--account", required=True, help="12-digit account ID")
+    create.add_argument("--user", help="the user the key belongs to (see `cmhost users`); "
+                                       "without it, the account's root key, which may do "
+                                       "everything")
+    _add_storage_flags(create)
+    lst = keys_sub.add_parser("list", help="list issued keys with their user, status, "
+                                           "creation and last use (never their secrets)")
+    lst.add_argument("--account", help="only this account's keys")
+    lst.add_argument("--format", choices=["json", "table"], default="json")
+    _add_storage_flags(lst)
+    for name, text in (("delete", "delete an issued key"),
+                       ("deactivate", "make a key Inactive: it is refused until activated"),
+                       ("activate", "make an Inactive key Active again")):
+        one = keys_sub.add_parser(name, help=text)
+        one.add_argument("access_key_id")
+        _add_storage_flags(one)
+
+
+def _add_users_parser(sub: Any) -> None:
+    users = sub.add_parser("users", help="users of an account and their policies")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    create = users_sub.add_parser("create", help="create a user (prints it as JSON)")
+    create.add_argument("name")
+    create.add_argument("--account", required=True, help="12-digit account ID")
+    create.add_argument("--policy", action="append", default=[], type=Path, metavar="FILE",
+                        help="an IAM JSON policy to attach inline (named after the file); "
+                             "may be repeated")
+    create.add_argument("--managed", action="append", default=[], metavar="NAME",
+                        help="a managed policy to attach (e.g. AWSOpsWorksCMReadOnlyAccess); "
+                             "may be repeated")
+    _add_storage_flags(create)
+    lst = users_sub.add_parser("list", help="list users with their policies and keys")
+    lst.add_argument("--account", help="only this account's users")
+    lst.add_argument("--format", choices=["json", "table"], default="json")
+    _add_storage_flags(lst)
+    delete = users_sub.add_parser("delete", help="delete a user, its policies and its keys")
+    delete.add_argument("name")
+    delete.add_argument("--account", required=True)
+    _add_storage_flags(delete)
+    attach = users_sub.add_parser("attach-policy", help="attach an inline policy (a file) or "
+                                                        "a managed one")
+    attach.add_argument("name")
+    attach.add_argument("--account", required=True)
+    attach.add_argument("--policy", type=Path, metavar="FILE")
+    attach.add_argument("--policy-name", help="the inline policy's name (default: the "
+                                              "file's name without .json)")
+    attach.add_argument("--managed", metavar="NAME")
+    _add_storage_flags(attach)
+    detach = users_sub.add_parser("detach-policy", help="detach an inline policy (by name) "
+                                                        "or a managed one")
+    detach.add_argument("name")
+    detach.add_argument("--account", required=True)
+    detach.add_argument("--policy-name")
+    detach.add_argument("--managed", metavar="NAME")
+    _add_storage_flags(detach)
+
+
+def _add_audit_parser(sub: Any) -> None:
+    audit = sub.add_parser("audit", help="read the audit trail (CloudTrail records)")
+    audit.add_argument("--account", help="only this account's records")
+    audit.add_argument("--region", help="only this region's records")
+    audit.add_argument("--user", help="only calls by this user (root: root)")
+    audit.add_argument("--event-name", help="only this event, e.g. DeleteServer")
+    audit.add_argument("--since", help="from this time on (ISO 8601, e.g. "
+                                       "2024-05-01T12:00:00Z, or epoch seconds)")
+    audit.add_argument("--until", help="up to this time (as --since)")
+    audit.add_argument("--limit", type=int, default=1000, help="at most this many, newest "
+                                                                "first (default 1000)")
+    audit.add_argument("--format", choices=["table", "json"], default="table",
+                       help="a table, or the records as JSON lines")
+    _add_storage_flags(audit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmhost", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,17 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run jobs and schedules only, no API")
     _add_service_flags(worker)
 
-    keys = sub.add_parser("keys", help="manage access keys")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    create = keys_sub.add_parser("create", help="issue a key; prints one JSON object")
-    create.add_argument("--account", required=True, help="12-digit account ID")
-    create.add_argument("--user", default="admin", help="IAM-style user name of the principal")
-    _add_storage_flags(create)
-    lst = keys_sub.add_parser("list", help="list issued keys (never their secrets)")
-    _add_storage_flags(lst)
-    delete = keys_sub.add_parser("delete", help="delete an issued key")
-    delete.add_argument("access_key_id")
-    _add_storage_flags(delete)
+    _add_keys_parser(sub)
+    _add_users_parser(sub)
+    _add_audit_parser(sub)
 
     accounts = sub.add_parser("accounts", help="per-account settings")
     acc_sub = accounts.add_subparsers(dest="accounts_command", required=True)
@@ -200,6 +274,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "header_timeout": "header_timeout", "body_timeout": "body_timeout",
         "log_format": "log_format", "metrics_token": "metrics_token",
         "puppetdb_database_url": "puppetdb_database_url",
+        "audit_retention_days": "audit_retention_days",
     }
     for arg, field_name in mapping.items():
         value = getattr(args, arg, None)
@@ -260,6 +335,7 @@ def cmd_worker(settings: Settings) -> int:
     from cmhost.dirlock import take_worker_lock
 
     settings.check_public_url()
+    settings.check_audit_retention()
     take_worker_lock(settings, "cmhost worker")  # held by an open descriptor until the end
     app = CmhostApp(settings)
     stop = threading.Event()
@@ -349,24 +425,17 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                           "status": "up to date"}))
         return 0
     if args.command == "keys":
-        from cmhost.service import keys
+        from cmhost.cli_access import cmd_keys
 
-        if args.keys_command == "create":
-            if not (len(args.account) == 12 and args.account.isdigit()):
-                return _fail("--account must be a 12-digit account ID")
-            issued = keys.issue_key(db, box, account=args.account, user=args.user,
-                                    now=time.time())
-            print(json.dumps({"AccessKeyId": issued.access_key_id,
-                              "SecretAccessKey": issued.secret_access_key,
-                              "Account": issued.account}))
-            return 0
-        if args.keys_command == "list":
-            print(json.dumps(keys.list_keys(db), indent=2))
-            return 0
-        if args.keys_command == "delete":
-            if not keys.delete_key(db, args.access_key_id):
-                return _fail(f"no access key {args.access_key_id}")
-            return 0
+        return cmd_keys(args, db, box)
+    if args.command == "users":
+        from cmhost.cli_access import cmd_users
+
+        return cmd_users(args, db)
+    if args.command == "audit":
+        from cmhost.cli_access import cmd_audit
+
+        return cmd_audit(args, db)
     if args.command == "accounts":
         from cmhost.storage import repo
 

@@ -54,6 +54,7 @@ class Settings:
     events_per_server: int = 10_000  # events retention: each server keeps its newest N
     job_lease_seconds: float = 300.0  # a job step a dead worker held is taken over after this
     credential_pool: int = 4  # servers' worth of keys and passwords workers make ahead; 0: off
+    audit_retention_days: float = 90.0  # audit records are kept in the database this long
     log_level: str = "info"
     log_format: str = "text"  # "text" | "json" (JSON lines)
     # Bearer token that lets a non-loopback caller scrape GET /metrics.
@@ -111,6 +112,11 @@ class Settings:
                 "the PostgreSQL server in which each Puppet server's PuppetDB gets a database, "
                 "e.g. postgresql://puppetdb:secret@127.0.0.1:5432/postgres")
 
+    def check_audit_retention(self) -> None:
+        if not self.audit_retention_days > 0:
+            raise ValueError("--audit-retention-days (CMHOST_AUDIT_RETENTION_DAYS) must be "
+                             "more than 0")
+
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
@@ -143,6 +149,7 @@ class Settings:
                 raise ValueError(f"--{name.replace('_', '-')} must be more than 0 seconds")
         self.check_public_url()
         self.check_puppetdb()
+        self.check_audit_retention()
         if self.admin_token is not None and not self.admin_token.strip():
             raise ValueError("--admin-token (CMHOST_ADMIN_TOKEN) must not be empty")
         if self.metrics_token is not None and not self.metrics_token.strip():
@@ -184,6 +191,7 @@ _SIMPLE: tuple[tuple[str, str, type], ...] = (
     ("CMHOST_EVENTS_PER_SERVER", "events_per_server", int),
     ("CMHOST_JOB_LEASE_SECONDS", "job_lease_seconds", float),
     ("CMHOST_CREDENTIAL_POOL", "credential_pool", int),
+    ("CMHOST_AUDIT_RETENTION_DAYS", "audit_retention_days", float),
     ("CMHOST_HEADER_TIMEOUT", "header_timeout", float),
     ("CMHOST_BODY_TIMEOUT", "body_timeout", float),
     ("CMHOST_PUBLIC_URL", "public_url", str),

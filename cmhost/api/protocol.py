@@ -22,6 +22,7 @@ from cmhost.api.serialize import RawJson
 from cmhost.api.sigv4 import SignedRequest, SigV4Verifier
 from cmhost.api.throttle import TokenBuckets
 from cmhost.api.validate import format_violations, validate_input
+from cmhost.service.access_guard import Guard
 from cmhost.service.context import Caller
 from cmhost.service.errors import ServiceError, ValidationException
 
@@ -51,9 +52,16 @@ class RequestRecord:
     account: str | None = None  # once the signature is verified
     region: str | None = None
     principal_arn: str | None = None
+    target_name: str | None = None  # the operation the X-Amz-Target names, known or not
+    caller: Caller | None = None  # once the signature is verified
+    params: Mapping[str, Any] | None = None  # once the body is parsed
     status: int = 0  # the HTTP status answered (0: the client left first)
     error_code: str | None = None  # the error's code (`__type`), None for a success
     duration: float = 0.0  # seconds from the start to the answer
+    error_message: str | None = None
+    # Whether the audit trail has (or will have) its record: set by the API, which records
+    # its own calls; a console call's record is the handler table's.
+    audited: bool = False
 
 
 # Runs after a request is authenticated, throttled and validated, before its handler: it may
@@ -148,22 +156,40 @@ async def send_error(send: Send, status: int, code: str, message: str, request_i
     await send_json(send, status, {"__type": code, "message": message}, request_id, code)
 
 
+@dataclass(frozen=True)
+class OtherService:
+    """Another AWS service's operations answered on the same endpoint (CloudTrail's
+    LookupEvents): its X-Amz-Target prefix, SigV4 verifier, handlers and input check."""
+
+    target_prefix: str  # e.g. com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.
+    verifier: SigV4Verifier
+    handlers: Mapping[str, Handler]
+    validate: Callable[[str, Mapping[str, Any]], None]
+
+
 class AwsJsonApp:
-    """Serves `POST /` for the OpsWorks CM operations."""
+    """Serves `POST /` for the OpsWorks CM operations (and those of `others`)."""
 
     def __init__(self, handlers: Mapping[str, Handler], verifier: SigV4Verifier,
                  throttle: TokenBuckets | None, executor: Executor, *,
                  inline_reads: InlineReads | None = None,
                  unavailable: Callable[[BaseException], bool] = lambda exc: False,
-                 hooks: OperationHooks | None = None) -> None:
+                 hooks: OperationHooks | None = None, guard: Guard | None = None,
+                 others: tuple[OtherService, ...] = (),
+                 key_used: Callable[[str], None] | None = None) -> None:
         self.inline_reads = inline_reads
         self.hooks = hooks or OperationHooks()
         # Whether a failure is the store's, for now (locked, unreachable): 503, to retry.
         self.unavailable = unavailable
+        # Authorization (before throttling) and the audit record: the guard's. `handlers`
+        # are the guard's wrapped ones then (service/access_guard.py).
+        self.guard = guard
         self.handlers = dict(handlers)
         self.verifier = verifier
         self.throttle = throttle
         self.executor = executor
+        self.others = others
+        self.key_used = key_used
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = RequestRecord(request_id=new_request_id())
@@ -182,7 +208,8 @@ class AwsJsonApp:
         request_id = record.request_id
 
         async def fail(status: int, code: str, message: str) -> None:
-            record.status, record.error_code = status, code
+            record.status, record.error_code, record.error_message = status, code, message
+            self._audit_failure(record, code, message)
             await send_error(send, status, code, message, request_id)
 
         try:
@@ -211,6 +238,25 @@ class AwsJsonApp:
         record.status = status
         await send_json(send, status, payload, request_id)
 
+    def _audit_failure(self, record: RequestRecord, code: str, message: str) -> None:
+        """Record a call that failed before its handler ran (the handler table records the
+        others); only a verified caller's: an unsigned or forged call is nobody's."""
+        if self.guard is None or record.audited or record.account is None:
+            return
+        record.audited = True
+        caller = record.caller or Caller(
+            account=record.account, region=record.region or "us-east-1",
+            principal_arn=record.principal_arn or "", request_id=record.request_id)
+        name = record.operation or record.target_name or "UnknownOperation"
+        self.guard.record_failure(caller, name, record.params or {}, code, message)
+
+    def _service_of(self, target: str | None
+                    ) -> tuple[str, SigV4Verifier, Mapping[str, Handler], OtherService | None]:
+        for other in self.others:
+            if target is not None and target.startswith(other.target_prefix):
+                return other.target_prefix, other.verifier, other.handlers, other
+        return TARGET_PREFIX, self.verifier, self.handlers, None
+
     async def _handle(self, scope: Scope, receive: Receive, record: RequestRecord
                       ) -> tuple[int, Mapping[str, Any] | RawJson]:
         request_id = record.request_id
@@ -225,13 +271,30 @@ class AwsJsonApp:
         if scope["method"] != "POST":
             raise errors.MethodNotAllowed(
                 f"{scope['method']} is not supported; OpsWorks CM requests are POST /.")
-        identity = self.verifier.verify(SignedRequest(
+        target = header.get("x-amz-target")
+        prefix, verifier, handlers, other = self._service_of(target)
+        name = target[len(prefix):] if target and target.startswith(prefix) else None
+        identity = verifier.verify(SignedRequest(
             method=scope["method"], path=scope.get("raw_path", b"/").decode("latin-1")
             .split("?", 1)[0] or "/", query_string=scope.get("query_string", b"")
             .decode("latin-1"), headers=headers, body=body))
         record.account, record.region = identity.account, identity.region
         record.principal_arn = identity.principal_arn
-        target = header.get("x-amz-target")
+        if self.key_used is not None:
+            self.key_used(identity.access_key_id)
+        operation = SERVICE.operations.get(name) if name and other is None else None
+        handler = handlers.get(name) if name else None
+        known = handler is not None and (operation is not None or other is not None)
+        client = scope.get("client")
+        caller = record.caller = Caller(
+            account=identity.account, region=identity.region,
+            principal_arn=identity.principal_arn, request_id=request_id,
+            access_key_id=identity.access_key_id, source_ip=client[0] if client else "",
+            user_agent=header.get("user-agent", ""),
+            secure_transport=scope.get("scheme") == "https",
+            authorized=name if known and name and self.guard is not None else "")
+        if target:
+            record.target_name = (name or target.rsplit(".", 1)[-1])[:128]
         if sum(1 for k, _ in headers if k == "x-amz-target") > 1:
             raise errors.InvalidAction(
                 "The request has more than one X-Amz-Target header; name one operation.")
@@ -239,14 +302,9 @@ class AwsJsonApp:
             raise errors.MissingAction(
                 "The request has no X-Amz-Target header naming the operation "
                 f"(expected {TARGET_PREFIX}<Operation>).")
-        name = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else None
-        operation = SERVICE.operations.get(name) if name else None
-        handler = self.handlers.get(name) if name else None
-        if operation is None or handler is None:
+        if not known or handler is None or name is None:
             raise errors.InvalidAction(f"The operation '{target}' is not valid for this service.")
         record.operation = name
-        if self.throttle is not None and not self.throttle.allow((identity.account, name)):
-            raise errors.ThrottlingException("Rate exceeded")
         content_type = header.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type not in ACCEPTED_CONTENT_TYPES:
             raise errors.UnsupportedMediaType(
@@ -254,15 +312,23 @@ class AwsJsonApp:
                 "use application/x-amz-json-1.1.")
         params = self._parse(body)
         query_string = scope.get("query_string", b"")
-        if not params and query_string:
+        if not params and query_string and operation is not None:
             params = self._query_params(operation, query_string)
-        problems = validate_input(operation, params)
-        if problems:
-            raise ValidationException(format_violations(problems))
-        caller = Caller(account=identity.account, region=identity.region,
-                        principal_arn=identity.principal_arn, request_id=request_id)
-        for before in self.hooks.before:
-            await before(caller, operation.name, params)
+        record.params = params
+        if self.guard is not None:
+            # Before throttling: a denied call spends no tokens (and changes nothing).
+            await self._authorize(caller, name, params)
+        if self.throttle is not None and not self.throttle.allow((identity.account, name)):
+            raise errors.ThrottlingException("Rate exceeded")
+        if operation is not None:
+            problems = validate_input(operation, params)
+            if problems:
+                raise ValidationException(format_violations(problems))
+            for before in self.hooks.before:
+                await before(caller, operation.name, params)
+        elif other is not None:
+            other.validate(name, params)
+        record.audited = self.guard is not None  # from here on, the handler table records
         if self.inline_reads is not None and reads_only(handler):
             # A quick local read: a thread hop would cost more than the query itself.
             done, result = self.inline_reads(lambda: handler(caller, params))
@@ -271,6 +337,18 @@ class AwsJsonApp:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self.executor, handler, caller, params)
         return 200, result
+
+    async def _authorize(self, caller: Caller, name: str, params: Mapping[str, Any]) -> None:
+        guard = self.guard
+        assert guard is not None
+        if guard.access.root_caller(caller):
+            return  # the account's root may do everything: nothing to look up
+        if self.inline_reads is not None:
+            done, _ = self.inline_reads(lambda: guard.check(caller, name, params))
+            if done:
+                return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, guard.check, caller, name, params)
 
     @staticmethod
     def _query_params(operation: Operation, query_string: bytes) -> dict[str, Any]:

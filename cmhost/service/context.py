@@ -9,5 +9,13 @@ from dataclasses import dataclass
 class Caller:
     account: str
     region: str
-    principal_arn: str
+    principal_arn: str  # arn:aws:iam::<account>:root, or arn:aws:iam::<account>:user/<name>
     request_id: str = ""
+    # What the audit record and the policies' condition keys need to know of the request.
+    access_key_id: str = ""
+    source_ip: str = ""
+    user_agent: str = ""
+    secure_transport: bool = False
+    # The operation whose authorization the API already decided (before throttling): the
+    # handler table does not decide it again. Empty: the handler table decides.
+    authorized: str = ""

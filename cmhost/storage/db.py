@@ -188,6 +188,10 @@ class Database:
             # `fetch` keeps one connection per thread, outside the pool.
             self._fast = create_engine(url, poolclass=NullPool)
         self._single = self._writer if self.is_sqlite else self._reader
+        # Run in every write() transaction once its body is done, just before the commit
+        # (the audit trail inserts the record of the change there); what a hook returns is
+        # called once the transaction committed.
+        self.commit_hooks: list[Callable[[Connection], Callable[[], None] | None]] = []
         # Cached reads of the servers table, by statement and parameters.
         self._cache: dict[tuple[Any, ...], tuple[Any, list[tuple[Any, ...]]]] = {}
         self._serials = itertools.count()
@@ -205,10 +209,13 @@ class Database:
                 self.file.check()
             with self._writer.begin() as conn:
                 yield conn
+                done = [d for hook in self.commit_hooks if (d := hook(conn)) is not None]
         except Exception as error:
             self._failed(error, writing=True)
             raise
         self._committed()
+        for committed in done:
+            committed()
 
     @contextmanager
     def statement(self) -> Iterator[Connection]:

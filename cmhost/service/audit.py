@@ -1,0 +1,255 @@
+"""The audit trail: a CloudTrail record of every call, written in the same transaction as the
+change it describes.
+
+A call that changes something carries its record (`CallRecord`) in a context variable while
+its handler runs; the first write transaction the handler commits inserts the record (a
+hook of `Database.write`, just before the commit), so a crash leaves both or neither. The
+call's outcome (its response or error) is added a moment later. A call that changes nothing
+(a read, a denied or failed call) is written by the trail's background writer within a
+second, in batches: a crash may lose the last second of those, never a change's record.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from cmhost.storage import audit as store
+from cmhost.storage.db import Database
+from cmhost.workflows.background import BackgroundLoop
+
+log = logging.getLogger("cmhost.audit")
+
+EVENT_VERSION = "1.09"
+OPSWORKS_CM_SOURCE = "opsworks-cm.amazonaws.com"
+IAM_SOURCE = "iam.amazonaws.com"
+CLOUDTRAIL_SOURCE = "cloudtrail.amazonaws.com"
+HIDDEN = "HIDDEN_DUE_TO_SECURITY_REASONS"  # CloudTrail's word for a redacted value
+# Records of calls that changed nothing, waiting for the writer: beyond this many (the
+# database out for long), the oldest are dropped and the loss is logged.
+MAX_PENDING = 100_000
+
+
+def event_time_text(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def root_arn(account: str) -> str:
+    return f"arn:aws:iam::{account}:root"
+
+
+def user_arn(account: str, name: str) -> str:
+    return f"arn:aws:iam::{account}:user/{name}"
+
+
+def user_identity(account: str, principal_arn: str, *, user_name: str | None,
+                  user_id: str | None, access_key_id: str | None) -> dict[str, Any]:
+    """CloudTrail's userIdentity of an account's root or of one of its users."""
+    if user_name is None:
+        identity: dict[str, Any] = {"type": "Root", "principalId": account,
+                                    "arn": principal_arn, "accountId": account}
+    else:
+        identity = {"type": "IAMUser", "principalId": user_id or user_name,
+                    "arn": principal_arn, "accountId": account}
+    if access_key_id:
+        identity["accessKeyId"] = access_key_id
+    if user_name is not None:
+        identity["userName"] = user_name
+    return identity
+
+
+@dataclass(frozen=True)
+class Resource:
+    type: str  # AWS::OpsWorksCM::Server, AWS::OpsWorksCM::Backup, AWS::IAM::User ...
+    name: str  # a server's name, a backup's id, a user's name
+    arn: str | None = None
+
+
+@dataclass
+class CallRecord:
+    """One call as CloudTrail records it; `stored` once a committed transaction holds it."""
+
+    account: str
+    region: str
+    event_source: str
+    event_name: str
+    event_time: float
+    identity: dict[str, Any]
+    user_name: str  # LookupEvents' Username: the user's name, or "root"
+    access_key_id: str | None
+    source_ip: str
+    user_agent: str
+    request_id: str
+    read_only: bool
+    request_parameters: Mapping[str, Any] | None = None
+    response_elements: Mapping[str, Any] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    resources: tuple[Resource, ...] = ()
+    console: bool = False
+    additional: Mapping[str, Any] | None = None
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    stored: bool = False
+
+    def record(self) -> dict[str, Any]:
+        """The CloudTrail record (what LookupEvents' CloudTrailEvent and the files hold)."""
+        out: dict[str, Any] = {
+            "eventVersion": EVENT_VERSION, "userIdentity": self.identity,
+            "eventTime": event_time_text(self.event_time), "eventSource": self.event_source,
+            "eventName": self.event_name, "awsRegion": self.region,
+            "sourceIPAddress": self.source_ip, "userAgent": self.user_agent}
+        if self.error_code is not None:
+            out["errorCode"] = self.error_code
+            out["errorMessage"] = self.error_message or ""
+        out["requestParameters"] = self.request_parameters
+        out["responseElements"] = self.response_elements
+        if self.additional:
+            out["additionalEventData"] = self.additional
+        out.update({"requestID": self.request_id, "eventID": self.event_id,
+                    "readOnly": self.read_only})
+        arns = [r for r in self.resources if r.arn]
+        if arns:
+            out["resources"] = [{"accountId": self.account, "type": r.type, "ARN": r.arn}
+                                for r in arns]
+        out.update({"eventType": "AwsApiCall", "managementEvent": True,
+                    "recipientAccountId": self.account, "eventCategory": "Management"})
+        if self.console:
+            out["sessionCredentialFromConsole"] = "true"
+        return out
+
+    def row(self, *, complete: bool) -> dict[str, Any]:
+        first = self.resources[0] if self.resources else None
+        return {"event_id": self.event_id, "account": self.account, "region": self.region,
+                "event_time": self.event_time, "event_source": self.event_source,
+                "event_name": self.event_name, "user_name": self.user_name,
+                "access_key_id": self.access_key_id, "read_only": self.read_only,
+                "resource_type": first.type if first else None,
+                "resource_name": first.name if first else None,
+                "record": json.dumps(self.record(), separators=(",", ":")),
+                "complete": complete}
+
+
+_CURRENT: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar(
+    "cmhost_audit_record", default=None)
+
+
+def write_now(conn: Connection, record: CallRecord) -> None:
+    """Insert a whole record in the caller's transaction (a change made outside any request,
+    such as the CLI's: the same transaction as the change)."""
+    store.insert_events(conn, [record.row(complete=True)])
+    record.stored = True
+
+
+class AuditTrail(BackgroundLoop):
+    """Records calls: in the transaction of their first write (see the module), or through a
+    background writer that flushes every `interval` seconds."""
+
+    thread_name = "cmhost-audit"
+
+    def __init__(self, db: Database, *, interval: float = 0.5,
+                 last_used: Callable[[], dict[str, float]] | None = None,
+                 write_last_used: Callable[[Connection, dict[str, float]], None] | None = None
+                 ) -> None:
+        super().__init__()
+        self.db = db
+        self.interval = interval
+        self._pending: list[CallRecord] = []
+        self._lock = threading.Lock()
+        self._dropped = 0
+        # Keys' last use, written by the same writer (keys.KeyDirectory collects them).
+        self._last_used = last_used
+        self._write_last_used = write_last_used
+        db.commit_hooks.append(self._in_transaction)
+
+    # --- a call's record ------------------------------------------------------------
+
+    @contextmanager
+    def carrying(self, record: CallRecord) -> Iterator[None]:
+        """Within it, the first write transaction committed on this thread inserts `record`."""
+        token = _CURRENT.set(record)
+        try:
+            yield
+        finally:
+            _CURRENT.reset(token)
+
+    def _in_transaction(self, conn: Connection) -> Callable[[], None] | None:
+        record = _CURRENT.get()
+        if record is None or record.stored:
+            return None
+        store.insert_events(conn, [record.row(complete=False)])
+
+        def committed() -> None:
+            record.stored = True
+
+        return committed
+
+    def finish(self, record: CallRecord) -> None:
+        """The call is over (its outcome is in `record`): written within `interval`."""
+        with self._lock:
+            self._pending.append(record)
+            if len(self._pending) > MAX_PENDING:
+                drop = len(self._pending) - MAX_PENDING
+                del self._pending[:drop]
+                self._dropped += drop
+
+    # --- the writer -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._start_thread()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        self.flush()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._sleep(self.interval)
+            try:
+                self.flush()
+            except Exception as exc:
+                if not self.db.unavailable(exc):
+                    log.exception("writing audit records failed; retrying")
+
+    def flush(self) -> int:
+        """Write what is pending; how many records. On failure they stay pending."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+            dropped, self._dropped = self._dropped, 0
+        used = self._last_used() if self._last_used is not None else {}
+        if dropped:
+            log.error("%d audit records of calls that changed nothing were dropped: the "
+                      "database could not take them for too long", dropped)
+        if not batch and not used:
+            return 0
+        try:
+            with self.db.write() as conn:
+                store.insert_events(conn, [r.row(complete=True) for r in batch
+                                           if not r.stored])
+                for r in batch:
+                    if r.stored:
+                        store.complete_event(conn, r.event_id, json.dumps(
+                            r.record(), separators=(",", ":")))
+                if used and self._write_last_used is not None:
+                    self._write_last_used(conn, used)
+        except BaseException:
+            with self._lock:
+                self._pending[:0] = batch
+            raise
+        for r in batch:
+            r.stored = True
+        return len(batch)
+
+
+def now_real() -> float:
+    return time.time()
