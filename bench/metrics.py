@@ -2,7 +2,8 @@
 
 What it measures. Requests per second and p50/p99 latency of one signed `DescribeServers`
 call (10 servers in the account, 5 Chef and 5 Puppet, all HEALTHY) on `cmhost serve
---no-worker` processes of the same data directory (SQLite), loaded in turn:
+--no-worker` processes of the same data directory (SQLite), `--processes` of each variant
+(default 3: identical processes read several percent apart on their own), loaded in turn:
 
 - "without the hooks" (the baseline): cmhost with its request `after` hooks removed (the
   metrics', the access log's and any other), started through this script
@@ -17,7 +18,8 @@ call (10 servers in the account, 5 Chef and 5 Puppet, all HEALTHY) on `cmhost se
   --log-level info`, one JSON access line per request written to its log file.
 
 The target (issue 18): with metrics at least 0.95 of the baseline's requests/s. Each figure
-is the median of `--rounds` runs (default 3), measured in turn (see bench/README.md). Also
+is the median of the runs of a variant's processes, each loaded `--rounds` times (default 2),
+all in turn, the order reversed every other round (see bench/README.md). Also
 printed, as the parts of that cost: the CPU time each process spent per request during its
 measured runs (scrapes included); the CPU time the request hooks take per request, timed
 in this process on the same RequestRecord 200,000 times; and the CPU time one scrape costs
@@ -25,10 +27,11 @@ the scraped process (20 scrapes of the idle process). On the shared 2-core devel
 two identical processes measured this way read up to 10-15% apart in a round while other
 work runs: the ratio needs a quiet machine; the parts do not.
 
-    .venv/bin/python bench/metrics.py [--duration 10s] [--rounds 3] [--scrape-every 5]
-                                      [--no-json-logs] [--json]
+    .venv/bin/python bench/metrics.py [--duration 10s] [--rounds 2] [--processes 3]
+                                      [--scrape-every 5] [--no-json-logs] [--json]
 
-A quick check that it runs: `--duration 2s --warmup 1s --rounds 1` (~40 s).
+A quick check that it runs: `--duration 2s --warmup 1s --rounds 1 --processes 1` (~40 s);
+the defaults take ~5 minutes.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Self
 
@@ -174,32 +177,41 @@ class Scraper:
                 self.failures.append(f"scrape failed: {exc}")
 
 
-def measure_with_scrapes(targets: Sequence[tuple[Target, Process]], load: Load, every: float
+@dataclass(frozen=True)
+class Measured:
+    """One process of a variant, as loaded."""
+
+    variant: str
+    target: Target
+    proc: Process
+
+
+def measure_with_scrapes(measured: Sequence[Measured], load: Load, every: float
                          ) -> tuple[dict[str, Result], dict[str, float], int]:
-    """bench/common.measure_in_turn (with the order reversed every other round), with a
-    scraper on each watched target while it runs.
-    The figures, each process's CPU microseconds per request (median of the rounds), and
-    how many scrapes were made."""
-    runs: dict[str, list[Result]] = {t.name: [] for t, _ in targets}
-    cpu: dict[str, list[float]] = {t.name: [] for t, _ in targets}
+    """Every process in turn, `load.rounds` times (the order reversed every other round: a
+    drift of the machine's load weighs on all alike), a scraper on each watched one while it
+    is loaded. Per variant: the median of all its processes' runs, the median CPU
+    microseconds per request, and how many scrapes were made."""
+    runs: dict[str, list[Result]] = {m.variant: [] for m in measured}
+    cpu: dict[str, list[float]] = {m.variant: [] for m in measured}
     scrapes = 0
     for round_ in range(load.rounds):
-        # In turn, the order reversed every other round: a drift of the machine's load over
-        # the run weighs on every target alike.
-        for t, proc in (targets if round_ % 2 == 0 else list(reversed(targets))):
+        for m in (measured if round_ % 2 == 0 else list(reversed(measured))):
+            t = m.target
             script = t.fresh_script()
-            if round_ == 0 and load.warmup > 0:  # every target warms up in round 0
+            if round_ == 0 and load.warmup > 0:  # every process warms up in round 0
                 warm = run_wrk(t.name, t.ports, script, load, load.warmup, t.response_bytes)
                 if warm.problems():
                     raise BenchError("warm-up: " + "; ".join(warm.problems()))
             with ExitStack() as stack:
                 scraper = (stack.enter_context(Scraper(t.ports[0], every))
-                           if t.name != BASELINE and every > 0 else None)
-                used = cpu_seconds(proc.pid)
-                found = run_wrk(t.name, t.ports, script, load, load.duration, t.response_bytes)
-                used = cpu_seconds(proc.pid) - used
-            runs[t.name].append(found)
-            cpu[t.name].append(used / max(1, found.requests) * 1e6)
+                           if m.variant != BASELINE and every > 0 else None)
+                used = cpu_seconds(m.proc.pid)
+                found = run_wrk(m.variant, t.ports, script, load, load.duration,
+                                t.response_bytes)
+                used = cpu_seconds(m.proc.pid) - used
+            runs[m.variant].append(found)
+            cpu[m.variant].append(used / max(1, found.requests) * 1e6)
             if scraper is not None:
                 if scraper.failures:
                     raise BenchError(f"{t.name}: {scraper.failures[0]}")
@@ -211,7 +223,13 @@ def measure_with_scrapes(targets: Sequence[tuple[Target, Process]], load: Load, 
 def run(args: argparse.Namespace) -> int:
     load = Load.from_args(args)
     check_tools(load)
+    if args.processes < 1:
+        raise BenchError("--processes must be at least 1")
     info = machine()
+    variants: dict[str, tuple[bool, list[str]]] = {
+        BASELINE: (False, []), WATCHED: (True, [])}
+    if args.json_logs:
+        variants[JSON_LOGS] = (True, ["--log-format", "json", "--log-level", "info"])
     with tempfile.TemporaryDirectory(prefix="cmhost-bench-") as tmp:
         workdir = Path(tmp)
         site = Site(workdir, f"sqlite:///{workdir / 'data' / 'cmhost.db'}",
@@ -220,25 +238,22 @@ def run(args: argparse.Namespace) -> int:
         with ExitStack() as stack:
             stack.enter_context(running([owner]))
             create_healthy_servers(owner_port, SERVER_NAMES)
-            bare, bare_port = _start(site, workdir, BASELINE, hooks=False)
-            stack.enter_context(running([bare]))
-            watched, watched_port = _start(site, workdir, WATCHED, hooks=True)
-            stack.enter_context(running([watched]))
-            procs = {BASELINE: (bare, bare_port), WATCHED: (watched, watched_port)}
-            if args.json_logs:
-                procs[JSON_LOGS] = _start(site, workdir, JSON_LOGS, hooks=True, extra=[
-                    "--log-format", "json", "--log-level", "info"])
-                stack.enter_context(running([procs[JSON_LOGS][0]]))
-            call = Call.sign(watched_port, "DescribeServers")
-            size = 0
-            for _, port in procs.values():
-                size = call.check(port, "Servers", len(SERVER_NAMES))
-            targets = [(Target(name, (port,), call, workdir / f"t{i}.lua", size), proc)
-                       for i, (name, (proc, port)) in enumerate(procs.items())]
-            found, cpu, scrapes = measure_with_scrapes(targets, load, args.scrape_every)
-            per_scrape = scrape_cpu_ms(watched, watched_port)
+            call = Call.sign(owner_port, "DescribeServers")
+            measured: list[Measured] = []
+            # The processes of each variant interleaved: a-b-c-a-b-c...
+            for i in range(args.processes):
+                for variant, (hooks, extra) in variants.items():
+                    name = f"{variant} #{i + 1}"
+                    proc, port = _start(site, workdir, name, hooks=hooks, extra=extra)
+                    stack.enter_context(running([proc]))
+                    size = call.check(port, "Servers", len(SERVER_NAMES))
+                    measured.append(Measured(variant, Target(
+                        name, (port,), call, workdir / f"t{len(measured)}.lua", size), proc))
+            found, cpu, scrapes = measure_with_scrapes(measured, load, args.scrape_every)
+            watched = next(m for m in measured if m.variant == WATCHED)
+            per_scrape = scrape_cpu_ms(watched.proc, watched.target.ports[0])
     per_hook = hook_cpu_us()
-    results = [found[t.name] for t, _ in targets]
+    results = [found[variant] for variant in variants]
     base = found[BASELINE]
     ratios = {r.name: r.requests_per_second / base.requests_per_second for r in results}
     ratio = ratios[WATCHED]
@@ -246,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
     info = finished(info)
     if args.json:
         print(json.dumps({"machine": info, "load": asdict(load),
+                          "processes_per_variant": args.processes,
                           "results": {r.name: asdict(r) for r in results},
                           "ratios": {k: round(v, 4) for k, v in ratios.items()},
                           "cpu_us_per_request": {k: round(v, 1) for k, v in cpu.items()},
@@ -258,8 +274,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"DescribeServers ({len(SERVER_NAMES)} servers), cmhost with and without its "
               "request hooks (metrics, access log), SQLite, --no-worker")
         print_machine(info)
-        print(f"load: {load.describe()}; /metrics scraped every {args.scrape_every:g}s while "
-              f"a watched process is loaded ({scrapes} scrapes)")
+        print(f"load: {load.describe()}; {args.processes} process(es) per variant, each "
+              f"figure the median of all their runs; /metrics scraped every "
+              f"{args.scrape_every:g}s while a watched process is loaded ({scrapes} scrapes)")
         print()
         print(table(["", "requests/s", "p50 ms", "p99 ms", "requests", "non-200",
                      "x baseline", "CPU us/request"],
@@ -267,8 +284,8 @@ def run(args: argparse.Namespace) -> int:
                       r.non200, f"{ratios[r.name]:.3f}", f"{cpu[r.name]:.0f}"]
                      for r in results]))
         print()
-        extra = cpu[WATCHED] / cpu[BASELINE] - 1
-        print(f"CPU per request with metrics: {100 * extra:+.1f}% of the baseline's")
+        extra_cpu = cpu[WATCHED] / cpu[BASELINE] - 1
+        print(f"CPU per request with metrics: {100 * extra_cpu:+.1f}% of the baseline's")
         print(f"the request hooks alone: {per_hook:.1f} us of CPU per request, "
               f"{100 * per_hook / cpu[BASELINE]:.1f}% of the baseline's CPU per request")
         print(f"one scrape: {per_scrape:.1f} ms of the scraped process's CPU (every 15 s: "
@@ -284,7 +301,10 @@ def run(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="DescribeServers on cmhost with and without its metrics hooks, with wrk.")
-    add_load_arguments(parser, rounds=3)
+    add_load_arguments(parser, rounds=2)
+    parser.add_argument("--processes", type=int, default=3,
+                        help="processes per variant (default 3): identical processes differ "
+                             "by several percent on their own")
     parser.add_argument("--scrape-every", type=float, default=5.0, metavar="SECONDS",
                         help="scrape /metrics this often while a watched process is loaded "
                              "(default 5; 0: never)")
