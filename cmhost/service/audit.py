@@ -15,7 +15,6 @@ import contextvars
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -187,12 +186,16 @@ class AuditTrail(BackgroundLoop):
         record = _CURRENT.get()
         if record is None or record.stored:
             return None
+        self._insert_pending(conn, record)
+        return lambda: self._mark_stored(record)
+
+    def _insert_pending(self, conn: Connection, record: CallRecord) -> None:
+        """The record of the change `conn`'s transaction makes, in that transaction (its
+        outcome follows once the call is over)."""
         store.insert_events(conn, [record.row(complete=False)])
 
-        def committed() -> None:
-            record.stored = True
-
-        return committed
+    def _mark_stored(self, record: CallRecord) -> None:
+        record.stored = True
 
     def finish(self, record: CallRecord) -> None:
         """The call is over (its outcome is in `record`): written within `interval`."""
@@ -250,6 +253,3 @@ class AuditTrail(BackgroundLoop):
             r.stored = True
         return len(batch)
 
-
-def now_real() -> float:
-    return time.time()
