@@ -300,19 +300,37 @@ def issue_certificate(
     dns_names: Sequence[str],
     *,
     server: bool = True,
+    client_auth: bool = False,
 ) -> tuple[str, str]:
     """A new key and a certificate for it signed by the CA: (certificate PEM, key PEM).
 
     `dns_names` become the subjectAltName (IP literals as IP addresses); `server` selects the
-    extended key usage serverAuth, otherwise clientAuth.
+    extended key usage serverAuth, otherwise clientAuth. `client_auth` adds clientAuth to a
+    server certificate: a Puppet server's certificate is also the client certificate that
+    puppetserver presents to its PuppetDB (Puppet's own CA issues them with both usages).
     """
     ca_cert = _load_cert(ca_cert_pem)
     ca_key = _load_private_key(ca_key_pem)
     key = generate_rsa_key()
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    if not server:
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    elif client_auth:
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    else:
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH]
     subject = _leaf_subject(common_name)
-    cert = _sign_leaf(ca_cert, ca_key, subject, key.public_key(), dns_names, [usage])
+    cert = _sign_leaf(ca_cert, ca_key, subject, key.public_key(), dns_names, usages)
     return _cert_pem(cert), private_key_pem(key)
+
+
+def has_client_auth(cert_pem: str) -> bool:
+    """Whether the certificate may be used as a TLS client's (its extended key usage names
+    clientAuth, or it has none). ValueError when it is not a PEM certificate."""
+    try:
+        usage = _load_cert(cert_pem).extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        return True
+    return ExtendedKeyUsageOID.CLIENT_AUTH in usage.value
 
 
 def load_csr(csr_pem: str, *, expected_cn: str) -> x509.CertificateSigningRequest:

@@ -150,6 +150,20 @@ def test_client_certificate_is_for_client_auth(ca: tuple[str, str]) -> None:
     assert pki.verify_chain(cert_pem, ca[0])
 
 
+def test_a_server_certificate_may_also_be_a_client_certificate(ca: tuple[str, str]) -> None:
+    """A Puppet server's certificate is puppetserver's client certificate towards PuppetDB."""
+    both, _ = pki.issue_certificate(ca[0], ca[1], "puppet", ["puppet"], client_auth=True)
+    eku = _cert(both).extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert pki.has_client_auth(both)
+    server_only, _ = pki.issue_certificate(ca[0], ca[1], "chef", ["chef"])
+    assert not pki.has_client_auth(server_only)
+    client, _ = pki.issue_certificate(ca[0], ca[1], "admin", [], server=False)
+    assert pki.has_client_auth(client)
+    with pytest.raises(ValueError):
+        pki.has_client_auth("garbage")
+
+
 def test_verify_chain_refuses_other_ca_expiry_and_garbage(
     ca: tuple[str, str], other_ca: tuple[str, str]
 ) -> None:
