@@ -78,7 +78,8 @@ def current_server_cert(spec: ServerSpec, material: EngineMaterial) -> EngineMat
         good = False
     if good:
         return material
-    new_cert, new_key = pki.issue_certificate(ca_cert, material.secrets["ca_key"], names[0], names)
+    new_cert, new_key = pki.issue_certificate(ca_cert, material.secrets["ca_key"], names[0], names,
+                                              client_auth=spec.family == "Puppet")
     renewed = copy_material(material)
     renewed.public["server_cert"] = new_cert
     renewed.secrets["server_key"] = new_key
@@ -86,15 +87,19 @@ def current_server_cert(spec: ServerSpec, material: EngineMaterial) -> EngineMat
 
 
 def prepare_identity(spec: ServerSpec, attributes: dict[str, str], *,
-                     code_manager_url: str | None = None) -> Prepared:
+                     code_manager_url: str | None = None,
+                     puppetdb_url: str | None = None) -> Prepared:
     """A new CA, server certificate and credentials; the starter kit (see EngineDriver.prepare).
 
     `code_manager_url`: where the server's Code Manager will answer (a Puppet server with an
     r10k remote on a driver that runs one). Its token is made here: the kit carries it, the
-    material only its digest."""
+    material only its digest. `puppetdb_url`: where the server's PuppetDB will answer (the kit
+    names it, for its `admin` certificate). A Puppet server's certificate is also a client
+    certificate: puppetserver presents it to its PuppetDB, as Puppet's own CA allows."""
     ca_cert, ca_key = pki.generate_ca(f"{spec.name} CA")
     names = server_names(spec)
-    server_cert, server_key = pki.issue_certificate(ca_cert, ca_key, names[0], names)
+    server_cert, server_key = pki.issue_certificate(ca_cert, ca_key, names[0], names,
+                                                    client_auth=spec.family == "Puppet")
     material = EngineMaterial(
         public={"ca_cert": ca_cert, "server_cert": server_cert},
         secrets={"ca_key": ca_key, "server_key": server_key},
@@ -102,7 +107,7 @@ def prepare_identity(spec: ServerSpec, attributes: dict[str, str], *,
     if spec.family == "Chef":
         one_time = _prepare_chef(spec, attributes, material)
     else:
-        one_time = _prepare_puppet(spec, attributes, material, code_manager_url)
+        one_time = _prepare_puppet(spec, attributes, material, code_manager_url, puppetdb_url)
     return Prepared(material=material, one_time_attributes=one_time)
 
 
@@ -148,7 +153,7 @@ def _prepare_chef(
 
 def _prepare_puppet(
     spec: ServerSpec, attributes: dict[str, str], material: EngineMaterial,
-    code_manager_url: str | None,
+    code_manager_url: str | None, puppetdb_url: str | None,
 ) -> list[tuple[str, str]]:
     password, _ = _admin_password(material, attributes.get(PUPPET_ADMIN_PASSWORD), "puppet")
     if attributes.get(PUPPET_R10K_REMOTE):
@@ -173,6 +178,7 @@ def _prepare_puppet(
         userdata=render_userdata(spec, ca_cert_pem=ca_cert),
         code_manager_url=code_manager_url,
         code_manager_token=token,
+        puppetdb_url=puppetdb_url,
     )
     return [(PUPPET_ADMIN_PASSWORD, password), ("PUPPET_STARTER_KIT", _b64(kit))]
 

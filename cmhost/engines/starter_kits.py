@@ -321,7 +321,7 @@ This kit lets you manage the OpsWorks CM Puppet server `{name}` (engine {engine}
 {tool_rows}| `control-repo/` | a control repository skeleton (roles, profiles, Hiera data) |
 | `userdata.sh` | user data that makes a new machine a node of this server |
 
-{first_steps}{code_manager}
+{first_steps}{services}
 ## Adding nodes
 
 Pass `userdata.sh` as user data to a new machine (or run it as root on an existing one).
@@ -394,6 +394,27 @@ reach `{host}` on port {port} and trust the server's CA (`.config/ssl/cert/ca.pe
 Each deployment, and why one failed, is also an event of the server
 (`aws opsworks-cm describe-events`). Deployed code is part of the server's backups, and
 RestoreServer serves the backup's code again.
+"""
+
+_PUPPETDB = """
+## Querying PuppetDB
+
+The server stores every node's facts, catalog (with the resources it exports, such as
+`@@file {{...}}`, which other nodes collect with `File <<| |>>`) and reports in its PuppetDB,
+at `{url}` (host `{host}`, port {port}). PuppetDB accepts only the server itself and this
+kit's `{admin}` certificate: nodes reach it through the Puppet server, never directly.
+
+    curl --cacert .config/ssl/cert/ca.pem --cert .config/ssl/cert/{admin}.pem \\
+      --key .config/ssl/private_key/{admin}.pem {url}/pdb/query/v4/nodes
+
+lists the nodes; `{url}/pdb/query/v4/nodes/NODE_NAME/facts` gives a node's facts and
+
+    curl --cacert .config/ssl/cert/ca.pem --cert .config/ssl/cert/{admin}.pem \\
+      --key .config/ssl/private_key/{admin}.pem -G {url}/pdb/query/v4/reports \\
+      --data-urlencode 'query=["and",["=","certname","NODE_NAME"],["=","latest_report?",true]]'
+
+its last report. PuppetDB's data is part of the server's backups: RestoreServer brings back
+the backup's, and the server is HEALTHY again once PuppetDB holds all of it.
 """
 
 _ENVIRONMENT_CONF = "modulepath = site:modules:$basemodulepath\nmanifest = manifests/site.pp\n"
@@ -482,7 +503,8 @@ def puppet_starter_kit(
     them (their URLs given), so the kit names no service that nothing answers. The Code
     Manager's URL is its service URL (`https://host:port/code-manager`); its token, when
     given, goes to `.puppetlabs/token` (0600) and the README says how to deploy with curl.
-    """
+    PuppetDB's URL is `https://host:port`; the README says how to query it with curl and the
+    kit's client certificate, which PuppetDB allows."""
     engine = engine or kit_engine(spec)
     root = f"{spec.name}/"
     host = _host(spec.endpoint)
@@ -492,7 +514,7 @@ def puppet_starter_kit(
     key = f".config/ssl/private_key/{admin}.pem"
     tools: dict[str, tuple[str, int]] = {}
     rows, lines = "", ""
-    code_manager = ""
+    code_manager, puppetdb = "", ""
     if code_manager_url:
         conf = ".config/puppetlabs/client-tools/puppet-code.conf"
         # Code Manager takes a token, not a client certificate (PE's puppet-code.conf keys).
@@ -514,6 +536,8 @@ def puppet_starter_kit(
                        _PUBLIC)
         rows += f"| `{conf}` | PuppetDB at `{puppetdb_url}` |\n"
         lines += f"\n    puppet-query --config-file {conf} 'nodes[certname] {{}}'\n"
+        pdb_host, pdb_port = _url_host_port(puppetdb_url)
+        puppetdb = _PUPPETDB.format(url=puppetdb_url, host=pdb_host, port=pdb_port, admin=admin)
     if engine == "embedded":
         served = ""
         first_steps = _EMBEDDED.format(
@@ -531,7 +555,7 @@ def puppet_starter_kit(
     readme = _PUPPET_README.format(
         name=spec.name, engine=spec.engine, version=spec.engine_version, served=served,
         admin=admin, tool_rows=rows, first_steps=first_steps,
-        code_manager=code_manager if engine != "embedded" else "",
+        services=code_manager + puppetdb if engine != "embedded" else "",
     )
     files: dict[str, tuple[str, int]] = {
         "README.md": (readme, _PUBLIC),

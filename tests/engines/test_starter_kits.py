@@ -151,8 +151,10 @@ def test_puppet_kit_configures_client_tools_only_for_services_given(
     assert code["service-url"] == "https://puppet.example.com:8170/code-manager"
     db = json.loads((tools / "puppetdb.conf").read_text())["puppetdb"]
     assert db["server_urls"] == "https://puppet.example.com:8081"
-    for conf in (code, db):
-        for field in ("cacert", "cert", "key"):
+    # Code Manager takes a token (none given here), PuppetDB the kit's client certificate.
+    assert "cert" not in code and "token-file" not in code
+    for conf, fields in ((code, ("cacert",)), (db, ("cacert", "cert", "key"))):
+        for field in fields:
             assert (tmp_path / "MyServer" / conf[field]).exists(), conf[field]
     readme = (tmp_path / "MyServer/README.md").read_text()
     assert "puppet-code --config-file" in readme and "puppet-query --config-file" in readme
