@@ -52,15 +52,16 @@ from cmhost.engines.puppetdb_config import (
 )
 from cmhost.engines.puppetdb_database import DatabaseServer, database_name
 from cmhost.engines.puppetdb_http import PuppetDBClient, check_archive
-from cmhost.engines.puppetdb_ports import port_file, reserve_part_port
 from cmhost.engines.puppetdb_process import missing_package, process_spec
 from cmhost.engines.puppetdb_restore import Imports, in_progress, stage, unstage
 from cmhost.engines.supervisor import (
     ProcessSpec,
     Supervisor,
     SupervisorError,
+    port_file,
     port_is_free,
     read_pid,
+    reserve_port,
 )
 from cmhost.messages import caller_message
 
@@ -128,8 +129,8 @@ class PuppetDB:
         the driver may call this from allocate_endpoint, so that the starter kit made in
         `prepare` can name the URL before anything runs."""
         try:
-            return reserve_part_port(server_dir, PART, self._ctx.engine_host,
-                                     self._ctx.port_min, self._ctx.port_max)
+            return reserve_port(server_dir, self._ctx.engine_host, self._ctx.port_min,
+                                self._ctx.port_max, part=PART)
         except SupervisorError as exc:
             raise EngineError(f"PuppetDB has no port: {exc}") from None
 

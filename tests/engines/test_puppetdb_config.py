@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cmhost.engines.base import EngineError
+from cmhost.engines.base import DriverContext, EngineError
+from cmhost.engines.puppetdb import PuppetDB
 from cmhost.engines.puppetdb_config import (
     Layout,
     TlsFiles,
@@ -21,8 +22,7 @@ from cmhost.engines.puppetdb_config import (
 )
 from cmhost.engines.puppetdb_database import DatabaseServer, database_name
 from cmhost.engines.puppetdb_http import check_archive
-from cmhost.engines.puppetdb_ports import reserve_part_port
-from cmhost.engines.supervisor import reserve_port
+from cmhost.engines.supervisor import Supervisor, reserve_port
 
 SECRET = "s3cr;t#pw"
 URL = f"postgresql+psycopg://pdb:{SECRET.replace(';', '%3B').replace('#', '%23')}" \
@@ -159,13 +159,19 @@ def test_server_settings_go_into_their_section_only() -> None:
 
 
 def test_a_part_port_is_never_a_server_or_another_part_port(tmp_path: Path) -> None:
+    ctx = DriverContext(data_dir=tmp_path, engine_host="127.0.0.1", port_min=28900,
+                        port_max=28910, puppetdb_database_url="postgresql://u@127.0.0.1/p")
+    pdb = PuppetDB(ctx, Supervisor())
     engines = tmp_path / "engines"
     first = reserve_port(engines / "a", "127.0.0.1", 28900, 28910)
-    part = reserve_part_port(engines / "a", "puppetdb", "127.0.0.1", 28900, 28910)
-    other = reserve_part_port(engines / "b", "puppetdb", "127.0.0.1", 28900, 28910)
-    assert len({first, part, other}) == 3
+    part = pdb.reserve_port(engines / "a")
+    other = pdb.reserve_port(engines / "b")
+    code = reserve_port(engines / "b", "127.0.0.1", 28900, 28910, part="code-manager")
+    assert len({first, part, other, code}) == 4
     assert (engines / "a" / "puppetdb.port").read_text().strip() == str(part)
-    assert reserve_part_port(engines / "a", "puppetdb", "127.0.0.1", 28900, 28910) == part
+    assert pdb.reserve_port(engines / "a") == part
+    assert pdb.url_of(engines / "a", "puppet.example") == f"https://puppet.example:{part}"
+    assert pdb.url_of(engines / "b", "::1") == f"https://[::1]:{other}"
 
 
 def archive(members: dict[str, bytes]) -> bytes:
