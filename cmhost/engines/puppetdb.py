@@ -122,6 +122,11 @@ class PuppetDB:
             raise EngineError("PuppetDB is off (--puppetdb off): it has no database server.")
         return DatabaseServer.from_url(self._ctx.puppetdb_database_url)
 
+    def check_database(self) -> None:
+        """EngineError when the PostgreSQL server does not take a connection (a restore
+        checks this before it changes anything)."""
+        self._database().connect().close()
+
     # ------------------------------------------------------------------ address, config
 
     def reserve_port(self, server_dir: Path) -> int:

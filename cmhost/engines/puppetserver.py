@@ -15,6 +15,8 @@ A server lives in data_dir/engines/<server_id>/:
     var/ run/ log/  puppetserver's vardir (and JRuby gem home), rundir (pid file), logs
     r10k/           code deployment: r10k's configuration, cache and staging (see r10k.py)
     code-manager/   the Code Manager process: its pid file, log, deploy requests and events
+    puppetdb.port   PuppetDB's port, when cmhost runs with --puppetdb on
+    puppetdb/       the server's PuppetDB (see puppetdb.py): config, vardir, logs
 
 The CA is made by cmhost in `prepare` (so CreateServer can return PUPPET_API_CA_CERT without
 starting anything) and installed as puppetserver's own CA. Keys are kept encrypted in the
@@ -28,6 +30,12 @@ supervised process beside puppetserver, on a port of its own, that deploys the c
 repository with r10k into code/environments at provisioning, after a restore whose backup
 holds no deployed code, and on request (its API, a git host's webhook). puppet.conf's
 environment_timeout of 0 makes puppetserver see new code at once.
+
+With `--puppetdb on`, every server also runs a PuppetDB (puppetdb.py) with a database of its
+own: puppetserver's storeconfigs, report store and facts terminus. It starts beside
+puppetserver, the server is HEALTHY only when both answer, its export is part of backups and
+a restore imports the backup's; DeleteServer drops its database. Turned off later, the
+servers' puppetserver stops using it (their PuppetDBs' data stays until DeleteServer).
 """
 
 from __future__ import annotations
@@ -64,9 +72,17 @@ from cmhost.engines.base import (
     ServerSpec,
 )
 from cmhost.engines.code_manager.side import CodeManagerSide, Identity
-from cmhost.engines.embedded_identity import copy_material, prepare_identity, update_credential
+from cmhost.engines.embedded_identity import (
+    PUPPET_KIT_CLIENT,
+    copy_material,
+    prepare_identity,
+    update_credential,
+)
 from cmhost.engines.issuance import Issued, open_ledger
 from cmhost.engines.node_attributes import PUPPET_NODE_CERT, PUPPET_NODE_CSR, check_node_attributes
+from cmhost.engines.puppetdb import PuppetDB, Site, TlsFiles
+from cmhost.engines.puppetdb import missing_package as missing_puppetdb
+from cmhost.engines.puppetdb_http import check_archive
 from cmhost.engines.r10k import has_deployed_code, missing_r10k
 from cmhost.engines.statedir import locked, read_files, remove_leftovers, replace_dir
 from cmhost.engines.supervisor import (
@@ -99,6 +115,8 @@ HEALTH_TIMEOUT = 5.0
 # the serial collector (about 0.4 GiB less resident memory than G1 with a 1 GiB heap).
 JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 STATUS_PATH = "/status/v1/simple"
+# PuppetDB's export, among a backup's files (beside state/'s, which never start so).
+PUPPETDB_ARCHIVE = "puppetdb/export.tgz"
 
 
 def missing_package() -> str:
@@ -178,6 +196,9 @@ class PuppetServerDriver:
         # server id -> what its last restore revoked, until the restore job takes it
         self._restore_revoked: dict[str, list[Issued]] = {}
         self.code = CodeManagerSide(ctx, self.supervisor)
+        # Its restart notices (key <id>/puppetdb) reach the health monitor through this
+        # supervisor, like the engine's.
+        self.puppetdb = PuppetDB(ctx, self.supervisor)
 
     # ------------------------------------------------------------------ endpoint, identity
 
@@ -194,11 +215,14 @@ class PuppetServerDriver:
         when puppetserver is not installed or no port is left.
         """
         self._check_package()
+        self._check_puppetdb_package()
         try:
             port = reserve_port(self.server_dir(server_id), self._ctx.engine_host,
                                 self._ctx.port_min, self._ctx.port_max)
         except SupervisorError as exc:
             raise EngineError(f"No port for the new Puppet server: {exc}") from None
+        if self.puppetdb.enabled:  # a port file only, so that the kit can name its URL
+            self.puppetdb.reserve_port(self.server_dir(server_id))
         return _join(self._ctx.engine_host, port)
 
     def prepare(self, spec: ServerSpec, attributes: dict[str, str]) -> Prepared:
@@ -206,16 +230,21 @@ class PuppetServerDriver:
         client certificate, the admin password and the starter kit. Starts nothing.
 
         With an r10k remote, the Code Manager's port is reserved as the engine's was (in
-        allocate_endpoint) and its token made: the kit carries it, the material its digest."""
+        allocate_endpoint) and its token made: the kit carries it, the material its digest.
+        With --puppetdb on, the kit names the server's PuppetDB (its port reserved too)."""
         self._check_family(spec)
         self._check_package()
+        self._check_puppetdb_package()
+        puppetdb_url = (self.puppetdb.url_of(self.server_dir(spec.server_id), self.certname(spec))
+                        if self.puppetdb.enabled else None)
         code_manager_url = None
         if attributes.get(PUPPET_R10K_REMOTE):
             problem = missing_r10k()
             if problem:
                 raise EngineError(problem)
             code_manager_url = self.code.url(self.server_dir(spec.server_id))
-        prepared = prepare_identity(spec, attributes, code_manager_url=code_manager_url)
+        prepared = prepare_identity(spec, attributes, code_manager_url=code_manager_url,
+                                    puppetdb_url=puppetdb_url)
         material = self._current_identity(spec, prepared.material)
         return Prepared(material=material, one_time_attributes=prepared.one_time_attributes)
 
@@ -236,21 +265,23 @@ class PuppetServerDriver:
 
     def _current_identity(self, spec: ServerSpec, material: EngineMaterial) -> EngineMaterial:
         """The material, or a copy with a renewed server certificate (when it expires within
-        RENEW_BEFORE or lacks one of the server's names) and a CA client certificate."""
+        RENEW_BEFORE, lacks one of the server's names, or is not also a client certificate,
+        which puppetserver presents to PuppetDB) and a CA client certificate."""
         names = self._server_names(spec)
         ca_cert, ca_key = material.public["ca_cert"], material.secrets["ca_key"]
         cert = material.public.get("server_cert", "")
         at = dt.datetime.now(dt.UTC) + RENEW_BEFORE
         try:
-            good = pki.verify_chain(cert, ca_cert, at=at) and set(names) <= set(
-                pki.certificate_names(cert))
+            good = (pki.verify_chain(cert, ca_cert, at=at)
+                    and set(names) <= set(pki.certificate_names(cert))
+                    and pki.has_client_auth(cert))
         except ValueError:
             good = False
         new = material
         if not good:
             new = copy_material(material)
             new.public["server_cert"], new.secrets["server_key"] = pki.issue_certificate(
-                ca_cert, ca_key, names[0], names)
+                ca_cert, ca_key, names[0], names, client_auth=True)
         if puppet_ca.client_needs_renewal(new, within=RENEW_BEFORE):
             new = copy_material(new)
             client_cert, client_key = puppet_ca.issue_client(ca_cert, ca_key)
@@ -283,9 +314,12 @@ class PuppetServerDriver:
         root = self.server_dir(spec.server_id)
         with locked(root):
             self._write_all(spec, material, Layout(root))
+            problem = self._start_puppetdb(spec, material)
             self._start(spec, Layout(root), restart=False)
         self._run_code_manager(spec, Layout(root), material, restart=False,
                                deploy_reason="provisioning")
+        if problem:
+            raise problem  # the step is retried; every start above is idempotent
 
     def _write_all(self, spec: ServerSpec, material: EngineMaterial, paths: Layout) -> None:
         """Everything puppetserver needs, from the material (idempotent)."""
@@ -308,16 +342,23 @@ class PuppetServerDriver:
         write(ssl_dir / "certs" / "ca.pem", material.public["ca_cert"])
         write(ssl_dir / "crl.pem", (paths.ca / puppet_ca.CA_CRL).read_text())
         port = self._port(spec)
-        for relative, text in render_config(
+        files = render_config(
             root=paths.root, state=paths.state, conf=paths.conf, ssl=ssl_dir, var=paths.var,
             run=paths.run, log=paths.log, certname=certname, host=self._ctx.engine_host,
             port=port, alt_names=self._server_names(spec),
             server_label=f"{spec.name} ({spec.server_id})",
-        ).items():
+        )
+        if self.puppetdb.enabled:
+            site = self._puppetdb_site(spec, material)
+            files = self.puppetdb.puppetserver_config(site).merge(files)
+        else:  # --puppetdb turned off since: puppetserver stops using it
+            for stale in ("puppetdb.conf", "routes.yaml"):
+                (paths.conf / stale).unlink(missing_ok=True)
+        for relative, text in files.items():
             write(paths.conf / relative, text)
         engine = {"driver": self.name, "family": spec.family, "engine": spec.engine,
                   "version": spec.engine_version, "endpoint": spec.endpoint, "name": spec.name,
-                  "certname": certname, "port": port}
+                  "certname": certname, "port": port, "puppetdb": self.puppetdb.enabled}
         write(paths.root / "engine.json", json.dumps(engine, indent=2, sort_keys=True) + "\n")
 
     def _process(self, spec: ServerSpec, paths: Layout) -> ProcessSpec:
@@ -365,6 +406,41 @@ class PuppetServerDriver:
         except SupervisorError as exc:
             raise EngineError(f"The Puppet server could not start: {exc}") from None
 
+    # ------------------------------------------------------------------------- PuppetDB
+
+    def _puppetdb_site(self, spec: ServerSpec, material: EngineMaterial) -> Site:
+        """The server's PuppetDB: it serves with puppetserver's certificate and allows
+        puppetserver (its certificate's CN is the certname), cmhost and the kit's client."""
+        root = self.server_dir(spec.server_id)
+        certname, ssl_dir = self.certname(spec), Layout(root).ssl
+        return Site(
+            server_id=spec.server_id, name=spec.name, server_dir=root, host_name=certname,
+            tls=TlsFiles(ca=ssl_dir / "certs" / "ca.pem",
+                         cert=ssl_dir / "certs" / f"{certname}.pem",
+                         key=ssl_dir / "private_keys" / f"{certname}.pem",
+                         crl=ssl_dir / "crl.pem"),
+            allowed=(certname, puppet_ca.CLIENT_NAME, PUPPET_KIT_CLIENT),
+            client_cert=material.public[puppet_ca.CLIENT_CERT],
+            client_key=material.secrets[puppet_ca.CLIENT_KEY])
+
+    def _start_puppetdb(self, spec: ServerSpec, material: EngineMaterial, *,
+                        restart: bool = False) -> EngineError | None:
+        """Start the server's PuppetDB (with --puppetdb on). A failure is returned, not
+        raised: the caller starts puppetserver anyway (its CA keeps serving AssociateNode)
+        and raises it after, so that the step is retried; health says why meanwhile."""
+        if not self.puppetdb.enabled:
+            return None
+        try:
+            self.puppetdb.start(self._puppetdb_site(spec, material), restart=restart)
+        except EngineError as exc:
+            return exc
+        return None
+
+    def _check_puppetdb_package(self) -> None:
+        problem = missing_puppetdb() if self.puppetdb.enabled else ""
+        if problem:
+            raise EngineError(problem)
+
     # ------------------------------------------------------------------- code deployment
 
     def _identity_files(self, spec: ServerSpec, paths: Layout) -> Identity:
@@ -386,12 +462,16 @@ class PuppetServerDriver:
                         restart=restart)
 
     def take_events(self) -> list[EngineEvent]:
-        """The deployments' outcomes since the last call (see EngineEvent), once each."""
-        return self.code.take_events(self._ctx.data_dir / "engines")
+        """The deployments' and PuppetDB restores' outcomes since the last call (see
+        EngineEvent), once each."""
+        return [*self.code.take_events(self._ctx.data_dir / "engines"),
+                *self.puppetdb.take_events()]
 
     def check_health(self, spec: ServerSpec, material: EngineMaterial) -> Health:
         """GET /status/v1/simple over TLS checked against the server's CA: "running" is
-        HEALTHY, another answer UNHEALTHY, no answer CONNECTION_LOST."""
+        HEALTHY, another answer UNHEALTHY, no answer CONNECTION_LOST. A running puppetserver
+        is UNHEALTHY while its Code Manager or its PuppetDB (with --puppetdb on) is not
+        serving, or PuppetDB is still importing a restored backup."""
         root = self.server_dir(spec.server_id)
         if not (root / "engine.json").exists():
             return Health("CONNECTION_LOST", "The engine's directory is gone.")
@@ -421,6 +501,10 @@ class PuppetServerDriver:
                 problem = self.code.problem(spec.server_id, root, context)
                 if problem:
                     return Health("UNHEALTHY", problem)
+            if self.puppetdb.enabled:
+                db = self.puppetdb.check_health(self._puppetdb_site(spec, material))
+                if db.status != "HEALTHY":  # its reasons start with "PuppetDB"
+                    return Health("UNHEALTHY", db.reason)
             return Health("HEALTHY")
         return Health("UNHEALTHY", f"puppetserver at {_join(host, port)} answers "
                                    f"HTTP {response.status} {body[:100]!r} on {STATUS_PATH}")
@@ -443,17 +527,26 @@ class PuppetServerDriver:
                 raise EngineError("The engine's state is gone; restore the server from a "
                                   "backup.")
             self._write_all(spec, material, Layout(root))
+            problem = self._start_puppetdb(spec, material)
             self._start(spec, Layout(root), restart=False)
         self._run_code_manager(spec, Layout(root), material, restart=False)
+        if problem:
+            raise problem
 
     def close(self) -> None:
-        """Stop supervising; every puppetserver keeps running for the next cmhost."""
+        """Stop supervising; every puppetserver (and PuppetDB) keeps running for the next
+        cmhost, which also resumes a PuppetDB import that was under way."""
+        self.puppetdb.close()
         self.supervisor.close()
 
     def destroy(self, spec: ServerSpec) -> None:
-        """Stop the server's puppetserver and remove its directory (fine if already gone)."""
+        """Stop the server's puppetserver and PuppetDB, drop PuppetDB's database and remove
+        the server's directory (fine if already gone). PostgreSQL not answering fails the
+        step (EngineError), which is retried: a database is never left behind silently."""
         root = self.server_dir(spec.server_id)
         with locked(root):
+            if self.puppetdb.enabled or self.puppetdb.exists(root):
+                self.puppetdb.remove(spec.server_id, root)
             if root.exists():
                 self.code.stop(spec.server_id, root, self._identity_files(spec, Layout(root)))
                 self.supervisor.stop(spec.server_id, self._process(spec, Layout(root)))
@@ -473,14 +566,15 @@ class PuppetServerDriver:
     def check_node_request(self, spec: ServerSpec, action: NodeAction, node_name: str,
                            attributes: dict[str, str]) -> dict[str, str]:
         """The embedded rules, plus Puppet's certname rules (lower case ASCII, segments of
-        letters, digits, '_' and '-'); the server's own names are refused."""
+        letters, digits, '_' and '-'); the server's own names are refused, and so is the
+        starter kit's client (`admin`), whose certificate PuppetDB allows by name."""
         self._check_family(spec)
         checked = check_node_attributes(spec.family, spec.engine, action, node_name, attributes)
         if not _CERTNAME.fullmatch(node_name):
             raise InvalidEngineAttribute(
                 "NodeName must be a Puppet certname: lower-case letters, digits, '_' and '-' "
                 "in dot-separated parts, not starting or ending with '-'")
-        if node_name in (self.certname(spec), puppet_ca.CLIENT_NAME):
+        if node_name in (self.certname(spec), puppet_ca.CLIENT_NAME, PUPPET_KIT_CLIENT):
             raise InvalidEngineAttribute(f"NodeName {node_name!r} is the server's own name")
         return checked
 
@@ -588,7 +682,9 @@ class PuppetServerDriver:
     def backup(self, spec: ServerSpec, material: EngineMaterial) -> bytes:
         """The CA (but its key, which the material carries), the signed certificates, the CRL
         and the code directory (deployed environments included, but git's own data and
-        symbolic links), with the material, in archive's format."""
+        symbolic links), with --puppetdb on PuppetDB's export (a PuppetDB that does not
+        answer fails the backup rather than leave its data out), with the material, in
+        archive's format."""
         self._check_family(spec)
         paths = Layout(self.server_dir(spec.server_id))
         with locked(paths.root):  # code deployments swap environments under it too
@@ -602,12 +698,20 @@ class PuppetServerDriver:
         meta = {"driver": self.name, "family": spec.family, "engine": spec.engine,
                 "engine_version": spec.engine_version, "server_name": spec.name,
                 "server_id": spec.server_id, "certname": self.certname(spec)}
+        if self.puppetdb.enabled:  # outside the lock: an export may take a while
+            files[PUPPETDB_ARCHIVE] = self.puppetdb.export(self._puppetdb_site(spec, material))
+            meta["puppetdb"] = "yes"
         return archive.pack(meta, material, files)
 
     def restore(self, spec: ServerSpec, artifact: bytes) -> EngineMaterial:
         """Verify the artifact, stop puppetserver, swap the state directory for the backup's,
         and start puppetserver again (without waiting for it to serve). A backup of an
-        embedded Puppet server is converted (its node certificates become signed/)."""
+        embedded Puppet server is converted (its node certificates become signed/).
+
+        With --puppetdb on, PuppetDB is emptied and started beside puppetserver; it imports
+        the backup's export (none: it stays empty) once it serves, and check_health is
+        UNHEALTHY until it holds all of it, so the restore's ready step waits for that too.
+        A backup's export is ignored with --puppetdb off."""
         self._check_family(spec)
         self._check_package()
         backup = archive.unpack(artifact)
@@ -618,9 +722,15 @@ class PuppetServerDriver:
             files = _from_embedded(backup.files, backup.material)
         else:
             files = {k: v for k, v in backup.files.items() if k != f"ca/{puppet_ca.CA_KEY}"}
+        pdb_archive = files.pop(PUPPETDB_ARCHIVE, None)
         _check_state(files, backup.material)
+        if pdb_archive is not None:
+            check_archive(pdb_archive)  # an unusable backup is refused before anything changes
+        if self.puppetdb.enabled:
+            self.puppetdb.check_database()  # nor is anything changed while PostgreSQL is away
         material = self._current_identity(spec, backup.material)
         paths = Layout(self.server_dir(spec.server_id))
+        problem: EngineError | None = None
         with locked(paths.root):
             revoked = self._revoke_later_issues(paths, files, material)
             process = self._process(spec, paths)
@@ -635,11 +745,19 @@ class PuppetServerDriver:
                 raise EngineError("The engine state could not be replaced: "
                                   f"{caller_message(exc)}") from None
             self._write_all(spec, material, paths)
+            if self.puppetdb.enabled:  # returns at once: the two JVMs start side by side
+                try:
+                    self.puppetdb.restore(self._puppetdb_site(spec, material), pdb_archive)
+                except EngineError as exc:
+                    problem = exc
             self._start(spec, paths, restart=False)
         # The backup's material may be another server's (its remote, key and token): the
         # Code Manager starts again with it, and deploys when the backup held no code.
         self._run_code_manager(spec, paths, material, restart=True, deploy_reason="restore")
         self._restore_revoked[spec.server_id] = revoked
+        if problem:
+            raise EngineError(f"The server's state is the backup's, but its PuppetDB could not "
+                              f"be restored: {caller_message(problem)}")
         return material
 
     def _revoke_later_issues(self, paths: Layout, files: dict[str, bytes],
@@ -688,8 +806,8 @@ class PuppetServerDriver:
     def maintain(self, spec: ServerSpec, material: EngineMaterial, *,
                  major_upgrade: bool) -> Maintained:
         """Renew what is close to expiry (the server and client certificates), rewrite the
-        configuration and restart puppetserver when its identity changed (a restore just
-        started it otherwise). There is no major upgrade for Puppet."""
+        configuration and restart puppetserver and PuppetDB when the identity changed (a
+        restore just started them otherwise). There is no major upgrade for Puppet."""
         self._check_family(spec)
         if major_upgrade:
             raise InvalidEngineAttribute("CHEF_MAJOR_UPGRADE applies only to Chef 12 servers")
@@ -701,9 +819,13 @@ class PuppetServerDriver:
                                   "backup.")
             self._write_all(spec, renewed, paths)
             changed = renewed.public.get("server_cert") != material.public.get("server_cert")
+            # A new server certificate is PuppetDB's too (its Jetty reads it at start).
+            problem = self._start_puppetdb(spec, renewed, restart=changed)
             self._start(spec, paths, restart=changed)
         # A new server certificate is the Code Manager's too.
         self._run_code_manager(spec, paths, renewed, restart=changed)
+        if problem:
+            raise problem
         return Maintained(material=renewed)
 
     # -------------------------------------------------------------- engine attributes

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from cryptography import x509
 from cmhost.engines import pki, puppet_ca, puppetserver
 from cmhost.engines.base import DriverContext, EngineError, InvalidEngineAttribute, ServerSpec
 from cmhost.engines.embedded import EmbeddedDriver
+from cmhost.engines.embedded_identity import copy_material
 from cmhost.engines.puppetserver import PuppetServerDriver, render_config
 from tests.ops.helpers import csr_pem
 
@@ -98,7 +102,8 @@ def test_node_names_follow_puppets_certname_rules(driver: PuppetServerDriver) ->
     server = spec("127.0.0.1:28960")
     csr = {"PUPPET_NODE_CSR": csr_pem("web-1.example.com")}
     assert driver.check_node_request(server, "associate", "web-1.example.com", csr)
-    for bad in ("Web1", "node:1", "ends-", "127.0.0.1", puppet_ca.CLIENT_NAME):
+    # "admin" is the starter kit's client, which PuppetDB allows by name
+    for bad in ("Web1", "node:1", "ends-", "127.0.0.1", puppet_ca.CLIENT_NAME, "admin"):
         attributes = {"PUPPET_NODE_CSR": csr_pem(bad)}
         with pytest.raises(InvalidEngineAttribute):
             driver.check_node_request(server, "associate", bad, attributes)
@@ -136,3 +141,83 @@ def test_a_backup_of_an_embedded_server_restores_onto_puppetserver(
     with pytest.raises(EngineError):
         driver.restore(new, again[:-10])  # a damaged artifact changes nothing
     assert driver.node_names(new) == ["kept.example.com"]
+
+
+def test_a_server_certificate_that_is_not_also_a_client_certificate_is_renewed(
+        driver: PuppetServerDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """puppetserver presents its certificate to PuppetDB: servers made before that need a
+    certificate with clientAuth, which their next maintenance (or restore) issues."""
+    server = spec(driver.allocate_endpoint(SERVER_ID, "web", "us-east-1"))
+    material = driver.prepare(server, {}).material
+    assert pki.has_client_auth(material.public["server_cert"])
+    old = copy_material(material)
+    old.public["server_cert"], old.secrets["server_key"] = pki.issue_certificate(
+        material.public["ca_cert"], material.secrets["ca_key"], "127.0.0.1", ["127.0.0.1"])
+    assert not pki.has_client_auth(old.public["server_cert"])
+    restarts: list[bool] = []
+    monkeypatch.setattr(driver, "_start", lambda s, paths, restart: restarts.append(restart))
+    driver.provision(server, old)
+    renewed = driver.maintain(server, old, major_upgrade=False).material
+    assert pki.has_client_auth(renewed.public["server_cert"])
+    assert restarts == [False, True]  # restarted with the new certificate
+    assert driver.maintain(server, renewed, major_upgrade=False).material is renewed
+
+
+PUPPETDB_URL = "postgresql://cmhost:cmhost@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def pdb_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PuppetServerDriver:
+    """A driver with --puppetdb on whose PuppetDB and puppetserver are not started."""
+    monkeypatch.setattr(puppetserver, "missing_package", lambda: "")
+    monkeypatch.setattr(puppetserver, "missing_puppetdb", lambda: "")
+    ctx = DriverContext(data_dir=tmp_path, port_min=28960, port_max=28969,
+                        puppetdb_database_url=PUPPETDB_URL)
+    made = PuppetServerDriver(ctx)
+    monkeypatch.setattr(made, "_start", lambda s, paths, restart: None)
+    monkeypatch.setattr(made.puppetdb, "start", lambda site, restart=False: None)
+    return made
+
+
+def test_with_puppetdb_the_kit_names_it_and_puppetserver_stores_there(
+        pdb_driver: PuppetServerDriver, tmp_path: Path) -> None:
+    server = spec(pdb_driver.allocate_endpoint(SERVER_ID, "web", "us-east-1"))
+    root = tmp_path / "engines" / SERVER_ID
+    assert sorted(p.name for p in root.iterdir()) == ["port", "puppetdb.port"]
+    pdb_port = int((root / "puppetdb.port").read_text())
+    assert pdb_port != int((root / "port").read_text())
+    prepared = pdb_driver.prepare(server, {})
+    kit = base64.b64decode(dict(prepared.one_time_attributes)["PUPPET_STARTER_KIT"])
+    with zipfile.ZipFile(io.BytesIO(kit)) as archive:
+        conf = json.loads(archive.read("web/.config/puppetlabs/client-tools/puppetdb.conf"))
+    assert conf["puppetdb"]["server_urls"] == f"https://127.0.0.1:{pdb_port}"
+    pdb_driver.provision(server, prepared.material)
+    assert f"server_urls = https://127.0.0.1:{pdb_port}" in (root / "conf/puppetdb.conf"
+                                                            ).read_text()
+    assert "terminus: puppetdb" in (root / "conf/routes.yaml").read_text()
+    puppet_conf = (root / "conf/puppet.conf").read_text()
+    assert "storeconfigs_backend = puppetdb" in puppet_conf
+    assert "reports = store,puppetdb" in puppet_conf
+    assert json.loads((root / "engine.json").read_text())["puppetdb"] is True
+
+    # --puppetdb turned off later: puppetserver no longer uses it
+    off = PuppetServerDriver(DriverContext(data_dir=tmp_path, port_min=28960, port_max=28969))
+    off._start = lambda s, paths, restart: None  # type: ignore[method-assign]
+    off.resume(server, prepared.material)
+    assert not (root / "conf/puppetdb.conf").exists()
+    assert not (root / "conf/routes.yaml").exists()
+    assert "storeconfigs" not in (root / "conf/puppet.conf").read_text()
+    assert "reports =" not in (root / "conf/puppet.conf").read_text()
+
+
+def test_with_puppetdb_missing_creation_names_the_package(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(puppetserver, "missing_package", lambda: "")
+    monkeypatch.setattr(puppetserver, "missing_puppetdb",
+                        lambda: "PuppetDB needs puppetdb.jar; apt-get install puppetdb")
+    drv = PuppetServerDriver(DriverContext(data_dir=tmp_path,
+                                           puppetdb_database_url=PUPPETDB_URL))
+    with pytest.raises(EngineError, match=r"apt-get install puppetdb"):
+        drv.allocate_endpoint(SERVER_ID, "web", "us-east-1")
+    with pytest.raises(EngineError, match=r"apt-get install puppetdb"):
+        drv.prepare(spec("127.0.0.1:28960"), {})
