@@ -137,8 +137,10 @@ def http_protocol(header_timeout: float, body_timeout: float) -> type[TimedHttpP
 
 
 def uvicorn_server(app: Any, settings: Settings) -> uvicorn.Server:
+    # log_config=None: uvicorn's loggers keep cmhost's handlers (logs.py), so its lines come
+    # out in --log-format too.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",
-                            access_log=False, log_level=settings.log_level,
+                            access_log=False, log_level=settings.log_level, log_config=None,
                             http=http_protocol(settings.header_timeout, settings.body_timeout),
                             loop="cmhost.eventloop:new_event_loop", timeout_graceful_shutdown=5)
     return uvicorn.Server(config)

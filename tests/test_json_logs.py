@@ -124,9 +124,8 @@ def _every_operation(r: Run) -> None:
 def _records(lines: list[str]) -> list[dict[str, Any]]:
     out = []
     for line in lines:
-        if UVICORN_OWN.match(line):
-            continue
-        record = json.loads(line)  # every other line is one JSON object
+        assert not UVICORN_OWN.match(line), f"uvicorn wrote a line of its own: {line}"
+        record = json.loads(line)  # every line is one JSON object
         assert isinstance(record, dict), line
         out.append(record)
     return out

@@ -18,7 +18,9 @@ __all__ = ["app"]  # the fixture: a HEALTHY embedded Puppet server "one"
 
 def test_what_a_maintenance_restore_revoked_is_an_event(
         app: CmhostApp, monkeypatch: pytest.MonkeyPatch) -> None:
-    driver = app.runtime.drivers.for_server("Puppet", "embedded")
+    # The app's drivers are wrapped (fault injection's held health checks): patch the driver.
+    wrapped = app.runtime.drivers.for_server("Puppet", "embedded")
+    driver = getattr(wrapped, "_driver", wrapped)
     assert isinstance(driver, EmbeddedDriver)
     restore = driver.restore
     late = Issued(0x2A, "late-node", "2026-01-01T00:00:00+00:00")
