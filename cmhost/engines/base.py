@@ -105,7 +105,9 @@ class EngineDriver(Protocol):
     def prepare(self, spec: ServerSpec, attributes: dict[str, str]) -> Prepared:
         """Create the server's identity (keys, CA, passwords) from validated attributes.
 
-        Runs inside the CreateServer request; must not start processes or write files.
+        Runs inside the CreateServer request; must not start processes. It may reserve what
+        the server's kit must name (a port recorded in the server's directory, as
+        allocate_endpoint does), nothing else.
         """
         ...
 
