@@ -100,6 +100,7 @@ class CallRecord:
     additional: Mapping[str, Any] | None = None
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     stored: bool = False
+    seq: int | None = None  # its row, once inserted
 
     def record(self) -> dict[str, Any]:
         """The CloudTrail record (what LookupEvents' CloudTrailEvent and the files hold)."""
@@ -146,7 +147,7 @@ _CURRENT: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar(
 def write_now(conn: Connection, record: CallRecord) -> None:
     """Insert a whole record in the caller's transaction (a change made outside any request,
     such as the CLI's: the same transaction as the change)."""
-    store.insert_events(conn, [record.row(complete=True)])
+    record.seq = store.insert_event(conn, record.row(complete=True))
     record.stored = True
 
 
@@ -192,7 +193,7 @@ class AuditTrail(BackgroundLoop):
     def _insert_pending(self, conn: Connection, record: CallRecord) -> None:
         """The record of the change `conn`'s transaction makes, in that transaction (its
         outcome follows once the call is over)."""
-        store.insert_events(conn, [record.row(complete=False)])
+        record.seq = store.insert_event(conn, record.row(complete=False))
 
     def _mark_stored(self, record: CallRecord) -> None:
         record.stored = True
@@ -240,8 +241,8 @@ class AuditTrail(BackgroundLoop):
                 store.insert_events(conn, [r.row(complete=True) for r in batch
                                            if not r.stored])
                 for r in batch:
-                    if r.stored:
-                        store.complete_event(conn, r.event_id, json.dumps(
+                    if r.stored and r.seq is not None:
+                        store.complete_event(conn, r.seq, json.dumps(
                             r.record(), separators=(",", ":")))
                 if used and self._write_last_used is not None:
                     self._write_last_used(conn, used)

@@ -22,18 +22,23 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 
 from cmhost.storage.tables import metadata
 
+# Every call is a row (reads too), so a row costs as little as it can: three B-trees, each
+# appended to (the table by seq, the lookup index by time, the pending index while a record
+# waits for delivery: it is partial, and a delivered record leaves it). No index on
+# event_id: a record is found by seq, and LookupEvents' EventId within an account.
 audit_events = Table(
     "audit_events",
     metadata,
     # 64 bits (every call is a row); SQLite needs INTEGER for its rowid to number them.
     Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
            autoincrement=True),
-    Column("event_id", String(36), nullable=False, unique=True),
+    Column("event_id", String(36), nullable=False),
     Column("account", String(12), nullable=False),
     Column("region", String(32), nullable=False),
     Column("event_time", Float, nullable=False),
@@ -52,9 +57,17 @@ audit_events = Table(
     Column("claimed_at", Float, nullable=True),
     Column("delivered_at", Float, nullable=True),
     Index("ix_audit_events_account_time", "account", "region", "event_time"),
-    Index("ix_audit_events_time", "event_time"),
-    Index("ix_audit_events_delivery", "delivery_key"),
+    Index("ix_audit_events_pending", "delivery_key",
+          sqlite_where=text("delivered_at IS NULL"),
+          postgresql_where=text("delivered_at IS NULL")),
 )
+_PENDING = audit_events.c.delivered_at.is_(None)  # the partial index's condition
+
+
+def insert_event(conn: Connection, row: Mapping[str, Any]) -> int:
+    """One record; its seq."""
+    result = conn.execute(insert(audit_events).values(**row))
+    return int(result.inserted_primary_key[0])
 
 
 def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -62,8 +75,8 @@ def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         conn.execute(insert(audit_events), [dict(r) for r in rows])
 
 
-def complete_event(conn: Connection, event_id: str, record: str) -> None:
-    conn.execute(update(audit_events).where(audit_events.c.event_id == event_id)
+def complete_event(conn: Connection, seq: int, record: str) -> None:
+    conn.execute(update(audit_events).where(audit_events.c.seq == seq)
                  .values(record=record, complete=True))
 
 
@@ -108,7 +121,7 @@ def undelivered(conn: Connection, *, complete_before: float, incomplete_before: 
     (written at least `incomplete_before` ago on the records' clock)."""
     return conn.execute(select(audit_events.c.seq, audit_events.c.account,
                                audit_events.c.region).where(
-        audit_events.c.delivery_key.is_(None),
+        _PENDING, audit_events.c.delivery_key.is_(None),
         or_(audit_events.c.complete.is_(True) & (audit_events.c.event_time <= complete_before),
             audit_events.c.event_time <= incomplete_before),
     ).order_by(audit_events.c.seq).limit(limit)).mappings().all()
@@ -117,30 +130,31 @@ def undelivered(conn: Connection, *, complete_before: float, incomplete_before: 
 def claim(conn: Connection, seqs: Sequence[int], key: str, now: float) -> int:
     """Claim records for a delivery file; how many were still free."""
     return conn.execute(update(audit_events).where(
-        audit_events.c.seq.in_(list(seqs)), audit_events.c.delivery_key.is_(None)
+        audit_events.c.seq.in_(list(seqs)), audit_events.c.delivery_key.is_(None), _PENDING
     ).values(delivery_key=key, claimed_at=now)).rowcount
 
 
 def claimed_records(conn: Connection, key: str) -> list[str]:
     return [r[0] for r in conn.execute(select(audit_events.c.record).where(
-        audit_events.c.delivery_key == key).order_by(audit_events.c.seq))]
+        audit_events.c.delivery_key == key, _PENDING).order_by(audit_events.c.seq))]
 
 
 def stale_claims(conn: Connection, claimed_before: float) -> list[str]:
     """Delivery files claimed but never marked delivered (a crash in between)."""
     return [r[0] for r in conn.execute(select(audit_events.c.delivery_key).where(
-        audit_events.c.delivery_key.is_not(None), audit_events.c.delivered_at.is_(None),
+        audit_events.c.delivery_key.is_not(None), _PENDING,
         audit_events.c.claimed_at <= claimed_before).distinct())]
 
 
 def mark_delivered(conn: Connection, key: str, now: float) -> None:
-    conn.execute(update(audit_events).where(audit_events.c.delivery_key == key)
+    conn.execute(update(audit_events).where(audit_events.c.delivery_key == key, _PENDING)
                  .values(delivered_at=now))
 
 
 def delete_older_than(conn: Connection, before: float, limit: int) -> int:
-    seqs = [r[0] for r in conn.execute(select(audit_events.c.seq).where(
-        audit_events.c.event_time < before).limit(limit))]
-    if not seqs:
-        return 0
-    return conn.execute(delete(audit_events).where(audit_events.c.seq.in_(seqs))).rowcount
+    """Delete, among the `limit` oldest records by seq (about the order of their times:
+    there is no index on time alone), those older than `before`; how many."""
+    oldest = select(audit_events.c.seq).order_by(audit_events.c.seq).limit(limit).subquery()
+    return conn.execute(delete(audit_events).where(
+        audit_events.c.seq.in_(select(oldest.c.seq)),
+        audit_events.c.event_time < before)).rowcount

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from cmhost.api.model import SERVICE
-from tests.access.helpers import client_of, make_user, refused, user_key
+from tests.access.helpers import client_of, eventually, make_user, refused, user_key
 from tests.console.conftest import Browser
 from tests.ops.helpers import csr_pem
 from tests.support import Cmhost, create_server, error_code
@@ -43,10 +43,28 @@ def trail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cmhost, Ru
         _every_operation(run)
         run.secrets += [line for line in csr_pem("js-node").splitlines()
                         if line and not line.startswith("-----")][1:3]
+        _written(host, key)
         host.advance(301)  # the last records delivered
         yield host, run
     finally:
         host.stop()
+
+
+def _written(host: Cmhost, key: dict[str, str]) -> None:
+    """Wait until the records of every call so far are written: those of calls that changed
+    nothing, and the outcome of changes, follow within a second or so, in call order (when
+    a last call's record is there, so is every earlier one)."""
+    marker = host.client(key=key["AccessKeyId"], secret=key["SecretAccessKey"]
+                         ).describe_account_attributes()["ResponseMetadata"]["RequestId"]
+    lookup = client_of(host, key, "cloudtrail")
+
+    def found() -> bool:
+        events = lookup.lookup_events(LookupAttributes=[
+            {"AttributeKey": "EventName", "AttributeValue": "DescribeAccountAttributes"}])
+        return any(json.loads(e["CloudTrailEvent"])["requestID"] == marker
+                   for e in events["Events"])
+
+    eventually(found, seconds=30)
 
 
 def _records(host: Cmhost, *args: str) -> list[dict[str, Any]]:

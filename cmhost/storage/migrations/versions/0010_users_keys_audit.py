@@ -67,12 +67,12 @@ def upgrade() -> None:
         sa.Column("claimed_at", sa.Float(), nullable=True),
         sa.Column("delivered_at", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("seq"),
-        sa.UniqueConstraint("event_id"),
     )
     op.create_index("ix_audit_events_account_time", "audit_events",
                     ["account", "region", "event_time"])
-    op.create_index("ix_audit_events_time", "audit_events", ["event_time"])
-    op.create_index("ix_audit_events_delivery", "audit_events", ["delivery_key"])
+    op.create_index("ix_audit_events_pending", "audit_events", ["delivery_key"],
+                    sqlite_where=sa.text("delivered_at IS NULL"),
+                    postgresql_where=sa.text("delivered_at IS NULL"))
     op.execute("INSERT INTO key_owners (access_key_id, account, user_name, status, "
                "last_used_at) SELECT access_key_id, account, NULL, 'Active', NULL "
                "FROM access_keys")
@@ -84,8 +84,7 @@ def upgrade() -> None:
                .bindparams(**root))
 
 def downgrade() -> None:
-    op.drop_index("ix_audit_events_delivery", table_name="audit_events")
-    op.drop_index("ix_audit_events_time", table_name="audit_events")
+    op.drop_index("ix_audit_events_pending", table_name="audit_events")
     op.drop_index("ix_audit_events_account_time", table_name="audit_events")
     op.drop_table("audit_events")
     op.drop_index("ix_key_owners_account_user", table_name="key_owners")
