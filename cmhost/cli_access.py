@@ -134,6 +134,7 @@ def parse_time(text: str, flag: str) -> float:
 
 
 def cmd_audit(args: argparse.Namespace, db: Database) -> int:
+    from cmhost.service.audit import record_of, record_text
     from cmhost.service.audit_lookup import Query, records
 
     if not _account_ok(args.account):
@@ -153,11 +154,11 @@ def cmd_audit(args: argparse.Namespace, db: Database) -> int:
     found = found[:args.limit]
     if args.format == "json":
         for row in found:
-            print(row["record"])
+            print(record_text(row))
         return 0
     shown = []
     for row in found:
-        record = json.loads(row["record"])
+        record = record_of(row)
         shown.append({"Time": record["eventTime"], "Account": row["account"],
                       "Region": row["region"], "Event": row["event_name"],
                       "User": row["user_name"], "Source IP": record.get("sourceIPAddress"),

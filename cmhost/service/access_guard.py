@@ -16,7 +16,6 @@ from cmhost.service.audit import (
     AuditTrail,
     CallRecord,
     Resource,
-    user_identity,
 )
 from cmhost.service.context import Caller
 from cmhost.service.errors import ServiceError
@@ -183,13 +182,10 @@ class Guard:
                 raise
             principal = Principal(account=caller.account, user_name=None)
         source = OTHER_SERVICES.get(operation, ("", OPSWORKS_CM_SOURCE))[1]
-        identity = user_identity(caller.account, caller.principal_arn,
-                                 user_name=principal.user_name, user_id=principal.user_id,
-                                 access_key_id=caller.access_key_id or None)
         return CallRecord(
             account=caller.account, region=caller.region, event_source=source,
-            event_name=operation, event_time=self.now(), identity=identity,
-            user_name=principal.user_name or "root",
+            event_name=operation, event_time=self.now(), principal_arn=caller.principal_arn,
+            user_name=principal.user_name or "root", user_id=principal.user_id,
             access_key_id=caller.access_key_id or None,
             source_ip=caller.source_ip or ("unknown" if console else ""),
             user_agent=caller.user_agent or ("cmhost-console" if console else ""),

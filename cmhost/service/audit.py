@@ -77,15 +77,19 @@ class Resource:
 
 @dataclass
 class CallRecord:
-    """One call as CloudTrail records it; `stored` once a committed transaction holds it."""
+    """One call as CloudTrail records it; `stored` once a committed transaction holds it.
+
+    Stored as columns (`row`), not as the record's JSON: every call is a row, and the JSON
+    (`record_of`) is made only when someone reads it (LookupEvents, a delivery file)."""
 
     account: str
     region: str
     event_source: str
     event_name: str
     event_time: float
-    identity: dict[str, Any]
+    principal_arn: str
     user_name: str  # LookupEvents' Username: the user's name, or "root"
+    user_id: str | None
     access_key_id: str | None
     source_ip: str
     user_agent: str
@@ -98,35 +102,31 @@ class CallRecord:
     resources: tuple[Resource, ...] = ()
     console: bool = False
     additional: Mapping[str, Any] | None = None
+    invoked_by: str | None = None  # a change made by cmhost itself (the CLI)
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     stored: bool = False
     seq: int | None = None  # its row, once inserted
 
     def record(self) -> dict[str, Any]:
         """The CloudTrail record (what LookupEvents' CloudTrailEvent and the files hold)."""
-        out: dict[str, Any] = {
-            "eventVersion": EVENT_VERSION, "userIdentity": self.identity,
-            "eventTime": event_time_text(self.event_time), "eventSource": self.event_source,
-            "eventName": self.event_name, "awsRegion": self.region,
-            "sourceIPAddress": self.source_ip, "userAgent": self.user_agent}
-        if self.error_code is not None:
-            out["errorCode"] = self.error_code
-            out["errorMessage"] = self.error_message or ""
-        out["requestParameters"] = self.request_parameters
-        out["responseElements"] = self.response_elements
-        if self.additional:
-            out["additionalEventData"] = self.additional
-        out.update({"requestID": self.request_id, "eventID": self.event_id,
-                    "readOnly": self.read_only})
+        return record_of(self.row(complete=True))
+
+    def outcome(self) -> dict[str, Any]:
+        """The columns a call's outcome sets."""
+        detail: dict[str, Any] = {}
         arns = [r for r in self.resources if r.arn]
         if arns:
-            out["resources"] = [{"accountId": self.account, "type": r.type, "ARN": r.arn}
-                                for r in arns]
-        out.update({"eventType": "AwsApiCall", "managementEvent": True,
-                    "recipientAccountId": self.account, "eventCategory": "Management"})
+            detail["resources"] = [{"accountId": self.account, "type": r.type, "ARN": r.arn}
+                                   for r in arns]
         if self.console:
-            out["sessionCredentialFromConsole"] = "true"
-        return out
+            detail["console"] = True
+        if self.additional:
+            detail["additionalEventData"] = self.additional
+        if self.invoked_by:
+            detail["invokedBy"] = self.invoked_by
+        return {"error_code": self.error_code, "error_message": self.error_message,
+                "response_elements": _json(self.response_elements),
+                "detail": _json(detail) if detail else None}
 
     def row(self, *, complete: bool) -> dict[str, Any]:
         first = self.resources[0] if self.resources else None
@@ -136,8 +136,54 @@ class CallRecord:
                 "access_key_id": self.access_key_id, "read_only": self.read_only,
                 "resource_type": first.type if first else None,
                 "resource_name": first.name if first else None,
-                "record": json.dumps(self.record(), separators=(",", ":")),
-                "complete": complete}
+                "principal_arn": self.principal_arn, "user_id": self.user_id,
+                "source_ip": self.source_ip, "user_agent": self.user_agent,
+                "request_id": self.request_id,
+                "request_parameters": _json(self.request_parameters),
+                **self.outcome(), "complete": complete}
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def record_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The CloudTrail record of a stored row."""
+    account = row["account"]
+    detail = json.loads(row["detail"]) if row["detail"] else {}
+    root = row["principal_arn"] == root_arn(account)
+    identity = user_identity(account, row["principal_arn"],
+                             user_name=None if root else row["user_name"],
+                             user_id=row["user_id"], access_key_id=row["access_key_id"])
+    if detail.get("invokedBy"):
+        identity["invokedBy"] = detail["invokedBy"]
+    out: dict[str, Any] = {
+        "eventVersion": EVENT_VERSION, "userIdentity": identity,
+        "eventTime": event_time_text(row["event_time"]), "eventSource": row["event_source"],
+        "eventName": row["event_name"], "awsRegion": row["region"],
+        "sourceIPAddress": row["source_ip"], "userAgent": row["user_agent"]}
+    if row["error_code"] is not None:
+        out["errorCode"] = row["error_code"]
+        out["errorMessage"] = row["error_message"] or ""
+    out["requestParameters"] = (json.loads(row["request_parameters"])
+                                if row["request_parameters"] else None)
+    out["responseElements"] = (json.loads(row["response_elements"])
+                               if row["response_elements"] else None)
+    if detail.get("additionalEventData"):
+        out["additionalEventData"] = detail["additionalEventData"]
+    out.update({"requestID": row["request_id"], "eventID": row["event_id"],
+                "readOnly": bool(row["read_only"])})
+    if detail.get("resources"):
+        out["resources"] = detail["resources"]
+    out.update({"eventType": "AwsApiCall", "managementEvent": True,
+                "recipientAccountId": account, "eventCategory": "Management"})
+    if detail.get("console"):
+        out["sessionCredentialFromConsole"] = "true"
+    return out
+
+
+def record_text(row: Mapping[str, Any]) -> str:
+    return json.dumps(record_of(row), separators=(",", ":"))
 
 
 _CURRENT: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar(
@@ -242,8 +288,7 @@ class AuditTrail(BackgroundLoop):
                                            if not r.stored])
                 for r in batch:
                     if r.stored and r.seq is not None:
-                        store.complete_event(conn, r.seq, json.dumps(
-                            r.record(), separators=(",", ":")))
+                        store.complete_event(conn, r.seq, r.outcome())
                 if used and self._write_last_used is not None:
                     self._write_last_used(conn, used)
         except BaseException:

@@ -32,9 +32,8 @@ def record_change(conn: Connection, *, account: str, event_name: str, now: float
     record = CallRecord(
         account=account, region="us-east-1",  # IAM is global: CloudTrail puts it here
         event_source=IAM_SOURCE, event_name=event_name, event_time=now,
-        identity={"type": "Root", "principalId": account, "arn": root_arn(account),
-                  "accountId": account, "invokedBy": CLI_SOURCE_IP},
-        user_name="root", access_key_id=None, source_ip=CLI_SOURCE_IP,
+        principal_arn=root_arn(account), user_name="root", user_id=None,
+        invoked_by=CLI_SOURCE_IP, access_key_id=None, source_ip=CLI_SOURCE_IP,
         user_agent=f"cmhost-cli/{__version__}", request_id=str(uuid.uuid4()),
         read_only=False, request_parameters=dict(params),
         response_elements=dict(response) if response is not None else None,

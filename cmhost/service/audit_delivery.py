@@ -18,6 +18,7 @@ import string
 from collections import defaultdict
 from datetime import UTC, datetime
 
+from cmhost.service.audit import record_text
 from cmhost.service.runtime import Runtime
 from cmhost.storage import audit as store
 
@@ -90,9 +91,9 @@ class AuditDelivery:
 
     def _write(self, key: str, now: float) -> None:
         with self.rt.db.read() as conn:
-            texts = store.claimed_records(conn, key)
-        if texts:
-            body = '{"Records":[' + ",".join(texts) + "]}"
+            rows = store.claimed_records(conn, key)
+        if rows:
+            body = '{"Records":[' + ",".join(record_text(r) for r in rows) + "]}"
             self.rt.blobs.put(key, gzip.compress(body.encode(), mtime=0))
         with self.rt.db.write() as conn:
             store.mark_delivered(conn, key, now)

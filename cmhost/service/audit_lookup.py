@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cmhost.service.audit import record_text
 from cmhost.service.errors import ServiceError
 from cmhost.service.pagination import Pager
 from cmhost.storage import audit as store
@@ -109,7 +110,7 @@ def event(row: Any) -> dict[str, Any]:
         "EventId": row["event_id"], "EventName": row["event_name"],
         "ReadOnly": "true" if row["read_only"] else "false",
         "EventTime": row["event_time"], "EventSource": row["event_source"],
-        "Username": row["user_name"], "CloudTrailEvent": row["record"]}
+        "Username": row["user_name"], "CloudTrailEvent": record_text(row)}
     if row["access_key_id"]:
         out["AccessKeyId"] = row["access_key_id"]
     resources: Sequence[dict[str, str]] = []

@@ -49,7 +49,17 @@ audit_events = Table(
     Column("read_only", Boolean, nullable=False),
     Column("resource_type", String(64), nullable=True),
     Column("resource_name", Text, nullable=True),
-    Column("record", Text, nullable=False),  # the CloudTrail record, JSON
+    # The rest of the CloudTrail record (service/audit.py's record_of makes it).
+    Column("principal_arn", Text, nullable=False),
+    Column("user_id", String(32), nullable=True),
+    Column("source_ip", Text, nullable=False),
+    Column("user_agent", Text, nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("error_code", String(128), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("request_parameters", Text, nullable=True),  # JSON
+    Column("response_elements", Text, nullable=True),  # JSON
+    Column("detail", Text, nullable=True),  # JSON: ARNs, console, additional data, invokedBy
     # False until the call's outcome (response or error) is in the record: a record written
     # in the transaction of the change it describes gets its outcome a moment later.
     Column("complete", Boolean, nullable=False),
@@ -75,9 +85,9 @@ def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         conn.execute(insert(audit_events), [dict(r) for r in rows])
 
 
-def complete_event(conn: Connection, seq: int, record: str) -> None:
+def complete_event(conn: Connection, seq: int, outcome: Mapping[str, Any]) -> None:
     conn.execute(update(audit_events).where(audit_events.c.seq == seq)
-                 .values(record=record, complete=True))
+                 .values(**outcome, complete=True))
 
 
 _FILTERS = {"EventId": audit_events.c.event_id, "EventName": audit_events.c.event_name,
@@ -134,9 +144,10 @@ def claim(conn: Connection, seqs: Sequence[int], key: str, now: float) -> int:
     ).values(delivery_key=key, claimed_at=now)).rowcount
 
 
-def claimed_records(conn: Connection, key: str) -> list[str]:
-    return [r[0] for r in conn.execute(select(audit_events.c.record).where(
-        audit_events.c.delivery_key == key, _PENDING).order_by(audit_events.c.seq))]
+def claimed_records(conn: Connection, key: str) -> Sequence[RowMapping]:
+    return conn.execute(select(audit_events).where(
+        audit_events.c.delivery_key == key, _PENDING).order_by(audit_events.c.seq)
+    ).mappings().all()
 
 
 def stale_claims(conn: Connection, claimed_before: float) -> list[str]:
