@@ -139,7 +139,7 @@ def user_name_of(principal_arn: str, account: str) -> str | None:
     raise ValueError(f"{principal_arn} is neither the root nor a user")
 
 
-def load_policies(rows: Sequence[Mapping[str, Any]]) -> list[Policy]:
+def load_policies(rows: Sequence[Any]) -> list[Policy]:
     """A user's policy rows as policies (stored documents were checked when attached)."""
     out: list[Policy] = []
     for row in rows:
@@ -209,11 +209,11 @@ class Access:
         if principal.root:
             return principal, None
         if not principal.exists:
-            target = self.target(caller, operation, params, tags=False)
+            missing = self.target(caller, operation, params, tags=False)
             raise AccessDeniedException(denial_message(
-                caller.principal_arn, action, target.arn,
+                caller.principal_arn, action, missing.arn,
                 Decision(allowed=False, explicit_deny=False)))
-        target = None
+        target: Target | None = None
         resource = "*"
         if principal.uses_resource:
             target = self.target(caller, operation, params,

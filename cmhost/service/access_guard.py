@@ -23,7 +23,7 @@ from cmhost.storage.db import WouldBlock
 
 log = logging.getLogger("cmhost.audit")
 
-Handler = Callable[[Caller, Mapping[str, Any]], Any]
+Handler = Callable[[Caller, Any], Any]
 # Operations of another service served on the same endpoint: (IAM action prefix, eventSource).
 OTHER_SERVICES = {"LookupEvents": ("cloudtrail", CLOUDTRAIL_SOURCE)}
 SERVER_TYPE, BACKUP_TYPE = "AWS::OpsWorksCM::Server", "AWS::OpsWorksCM::Backup"

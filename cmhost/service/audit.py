@@ -147,7 +147,7 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-def record_of(row: Mapping[str, Any]) -> dict[str, Any]:
+def record_of(row: Any) -> dict[str, Any]:
     """The CloudTrail record of a stored row."""
     account = row["account"]
     detail = json.loads(row["detail"]) if row["detail"] else {}
@@ -182,7 +182,7 @@ def record_of(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def record_text(row: Mapping[str, Any]) -> str:
+def record_text(row: Any) -> str:
     return json.dumps(record_of(row), separators=(",", ":"))
 
 

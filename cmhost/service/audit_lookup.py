@@ -92,8 +92,8 @@ def lookup_events(db: Database, pager: Pager, query: Query, *, max_results: int 
     after = None
     if next_token is not None:
         try:
-            cursor = pager.decode(next_token, query.scope())
-            after = (float(cursor[0]), int(cursor[1]))
+            decoded = pager.decode(next_token, query.scope())
+            after = (float(decoded[0]), int(decoded[1]))
         except (ServiceError, ValueError, IndexError, TypeError):
             raise InvalidNextTokenException("The NextToken is not valid for this request."
                                             ) from None

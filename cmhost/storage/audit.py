@@ -76,8 +76,9 @@ _PENDING = audit_events.c.delivered_at.is_(None)  # the partial index's conditio
 
 def insert_event(conn: Connection, row: Mapping[str, Any]) -> int:
     """One record; its seq."""
-    result = conn.execute(insert(audit_events).values(**row))
-    return int(result.inserted_primary_key[0])
+    key = conn.execute(insert(audit_events).values(**row)).inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
