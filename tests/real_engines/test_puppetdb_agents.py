@@ -5,9 +5,9 @@ The tests of this module share one cmhost and one Puppet server and run in order
 is HEALTHY once puppetserver and its PuppetDB both serve, and its kit names PuppetDB with host
 and port; one agent's catalog exports a file that the other's collects, and both nodes' facts
 and last reports are read from PuppetDB with the kit's certificate (a node's own certificate
-is refused); a backup holds PuppetDB's data, which RestoreServer brings back after it was
-deleted; DeleteServer stops PuppetDB and drops its database. Each start of the two JVMs takes
-one to two minutes on two cores.
+is refused); both JVMs keep running across a cmhost restart; a backup holds PuppetDB's data,
+which RestoreServer brings back after it was deleted; DeleteServer stops PuppetDB and drops
+its database. Each start of the two JVMs takes one to two minutes on two cores.
 
 PostgreSQL: CMHOST_TEST_PUPPETDB_DATABASE_URL, else postgresql://cmhost:cmhost@127.0.0.1:5432/
 postgres (the CI's role); the module skips when none answers.
@@ -356,8 +356,21 @@ def test_one_agent_exports_a_file_that_the_other_collects(
           f" PuppetDB {rss_mib(puppetdb_pid(root)):.0f} MiB")
 
 
+def test_puppetdb_keeps_serving_across_a_cmhost_restart(
+        cmhost: Cmhost, created: dict[str, Any]) -> None:
+    root = engine_dir(cmhost, created)
+    pids = (puppetserver_pid(root), puppetdb_pid(root))
+    cmhost.restart()
+    fresh = cmhost.client()
+    time.sleep(3 * 2)  # the new cmhost re-attached to both and checked them (2 s interval)
+    assert server(fresh, NAME)["Status"] == "HEALTHY"
+    assert (puppetserver_pid(root), puppetdb_pid(root)) == pids  # the same processes
+    assert facts(created["kit"], COLLECTOR)
+
+
 def test_a_restore_brings_back_puppetdbs_data(
-        cmhost: Cmhost, client: Any, created: dict[str, Any]) -> None:
+        cmhost: Cmhost, created: dict[str, Any]) -> None:
+    client = cmhost.client()  # cmhost was restarted
     kit: Kit = created["kit"]
     root = engine_dir(cmhost, created)
     before = facts(kit, COLLECTOR)
@@ -394,7 +407,8 @@ def test_a_restore_brings_back_puppetdbs_data(
 
 
 def test_delete_server_stops_puppetdb_and_drops_its_database(
-        cmhost: Cmhost, client: Any, created: dict[str, Any]) -> None:
+        cmhost: Cmhost, created: dict[str, Any]) -> None:
+    client = cmhost.client()
     root = engine_dir(cmhost, created)
     name = database_name(server_id(created["ServerArn"]))
     pids = [puppetserver_pid(root), puppetdb_pid(root)]
