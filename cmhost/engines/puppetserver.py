@@ -348,17 +348,18 @@ class PuppetServerDriver:
             port=port, alt_names=self._server_names(spec),
             server_label=f"{spec.name} ({spec.server_id})",
         )
-        if self.puppetdb.enabled:
+        if self._uses_puppetdb(material):
             site = self._puppetdb_site(spec, material)
             files = self.puppetdb.puppetserver_config(site).merge(files)
-        else:  # --puppetdb turned off since: puppetserver stops using it
+        else:  # --puppetdb turned off since (or no certificate to use it yet)
             for stale in ("puppetdb.conf", "routes.yaml"):
                 (paths.conf / stale).unlink(missing_ok=True)
         for relative, text in files.items():
             write(paths.conf / relative, text)
         engine = {"driver": self.name, "family": spec.family, "engine": spec.engine,
                   "version": spec.engine_version, "endpoint": spec.endpoint, "name": spec.name,
-                  "certname": certname, "port": port, "puppetdb": self.puppetdb.enabled}
+                  "certname": certname, "port": port,
+                  "puppetdb": self._uses_puppetdb(material)}
         write(paths.root / "engine.json", json.dumps(engine, indent=2, sort_keys=True) + "\n")
 
     def _process(self, spec: ServerSpec, paths: Layout) -> ProcessSpec:
@@ -436,6 +437,27 @@ class PuppetServerDriver:
             return exc
         return None
 
+    def _uses_puppetdb(self, material: EngineMaterial) -> bool:
+        """Whether puppetserver is configured to use its PuppetDB: with --puppetdb on and a
+        server certificate that is also a client certificate (one issued before that must
+        first be renewed, by maintenance or a restore, else PuppetDB would refuse it and
+        every agent run would fail)."""
+        if not self.puppetdb.enabled:
+            return False
+        try:
+            return pki.has_client_auth(material.public["server_cert"])
+        except ValueError:
+            return False
+
+    @staticmethod
+    def _wired_to_puppetdb(paths: Layout) -> bool:
+        """Whether puppetserver's configuration, as last written, used PuppetDB."""
+        try:
+            engine = json.loads((paths.root / "engine.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return False
+        return bool(isinstance(engine, dict) and engine.get("puppetdb"))
+
     def _check_puppetdb_package(self) -> None:
         problem = missing_puppetdb() if self.puppetdb.enabled else ""
         if problem:
@@ -501,6 +523,10 @@ class PuppetServerDriver:
                 problem = self.code.problem(spec.server_id, root, context)
                 if problem:
                     return Health("UNHEALTHY", problem)
+            if self.puppetdb.enabled and not self._uses_puppetdb(material):
+                return Health("UNHEALTHY", "PuppetDB runs, but puppetserver cannot use it until "
+                                           "the server's certificate is renewed (it predates "
+                                           "PuppetDB): run StartMaintenance.")
             if self.puppetdb.enabled:
                 db = self.puppetdb.check_health(self._puppetdb_site(spec, material))
                 if db.status != "HEALTHY":  # its reasons start with "PuppetDB"
@@ -519,16 +545,22 @@ class PuppetServerDriver:
         return note + (f" (restarted {status.restarts} times)" if status.restarts else "")
 
     def resume(self, spec: ServerSpec, material: EngineMaterial) -> None:
-        """Re-attach to the server's puppetserver if it still runs, else start it."""
+        """Re-attach to the server's puppetserver (and PuppetDB) if it still runs, else start
+        it; restart it when --puppetdb was turned on or off since it started."""
         self._check_package()
         root = self.server_dir(spec.server_id)
         with locked(root):
             if not (Layout(root).ca / puppet_ca.CA_CERT).exists():
                 raise EngineError("The engine's state is gone; restore the server from a "
                                   "backup.")
+            # --puppetdb turned on or off since puppetserver last started: it must re-read
+            # its configuration, and a PuppetDB no longer used is stopped.
+            switched = self._wired_to_puppetdb(Layout(root)) != self._uses_puppetdb(material)
             self._write_all(spec, material, Layout(root))
+            if not self.puppetdb.enabled and self.puppetdb.exists(root):
+                self.puppetdb.stop(spec.server_id, root)
             problem = self._start_puppetdb(spec, material)
-            self._start(spec, Layout(root), restart=False)
+            self._start(spec, Layout(root), restart=switched)
         self._run_code_manager(spec, Layout(root), material, restart=False)
         if problem:
             raise problem

@@ -59,8 +59,9 @@ def test_prepare_makes_the_ca_and_writes_nothing_but_the_port(
     assert pki.verify_chain(material.public["server_cert"], material.public["ca_cert"])
     assert "127.0.0.1" in pki.certificate_names(material.public["server_cert"])
     client = x509.load_pem_x509_certificate(material.public[puppet_ca.CLIENT_CERT].encode())
-    assert client.extensions.get_extension_for_oid(puppet_ca.PP_CLI_AUTH).value.value == (
-        b"\x0c\x04true")
+    cli_auth = client.extensions.get_extension_for_oid(puppet_ca.PP_CLI_AUTH).value
+    assert isinstance(cli_auth, x509.UnrecognizedExtension)
+    assert cli_auth.value == b"\x0c\x04true"
     assert pki.verify_chain(material.public[puppet_ca.CLIENT_CERT], material.public["ca_cert"])
     assert material.secrets[puppet_ca.CLIENT_KEY].startswith("-----BEGIN PRIVATE KEY")
 
@@ -167,20 +168,28 @@ PUPPETDB_URL = "postgresql://cmhost:cmhost@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture
-def pdb_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PuppetServerDriver:
+def restarts() -> list[bool]:
+    """The `restart` argument of each puppetserver start of `pdb_driver`."""
+    return []
+
+
+@pytest.fixture
+def pdb_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+               restarts: list[bool]) -> PuppetServerDriver:
     """A driver with --puppetdb on whose PuppetDB and puppetserver are not started."""
     monkeypatch.setattr(puppetserver, "missing_package", lambda: "")
     monkeypatch.setattr(puppetserver, "missing_puppetdb", lambda: "")
     ctx = DriverContext(data_dir=tmp_path, port_min=28960, port_max=28969,
                         puppetdb_database_url=PUPPETDB_URL)
     made = PuppetServerDriver(ctx)
-    monkeypatch.setattr(made, "_start", lambda s, paths, restart: None)
+    monkeypatch.setattr(made, "_start", lambda s, paths, restart: restarts.append(restart))
     monkeypatch.setattr(made.puppetdb, "start", lambda site, restart=False: None)
     return made
 
 
 def test_with_puppetdb_the_kit_names_it_and_puppetserver_stores_there(
-        pdb_driver: PuppetServerDriver, tmp_path: Path) -> None:
+        pdb_driver: PuppetServerDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        restarts: list[bool]) -> None:
     server = spec(pdb_driver.allocate_endpoint(SERVER_ID, "web", "us-east-1"))
     root = tmp_path / "engines" / SERVER_ID
     assert sorted(p.name for p in root.iterdir()) == ["port", "puppetdb.port"]
@@ -200,10 +209,13 @@ def test_with_puppetdb_the_kit_names_it_and_puppetserver_stores_there(
     assert "reports = store,puppetdb" in puppet_conf
     assert json.loads((root / "engine.json").read_text())["puppetdb"] is True
 
-    # --puppetdb turned off later: puppetserver no longer uses it
+    # --puppetdb turned off later: puppetserver no longer uses it (restarted to see that)
     off = PuppetServerDriver(DriverContext(data_dir=tmp_path, port_min=28960, port_max=28969))
-    off._start = lambda s, paths, restart: None  # type: ignore[method-assign]
+    monkeypatch.setattr(off, "_start", lambda s, paths, restart: restarts.append(restart))
+    del restarts[:]
     off.resume(server, prepared.material)
+    off.resume(server, prepared.material)
+    assert restarts == [True, False]
     assert not (root / "conf/puppetdb.conf").exists()
     assert not (root / "conf/routes.yaml").exists()
     assert "storeconfigs" not in (root / "conf/puppet.conf").read_text()
@@ -221,3 +233,23 @@ def test_with_puppetdb_missing_creation_names_the_package(
         drv.allocate_endpoint(SERVER_ID, "web", "us-east-1")
     with pytest.raises(EngineError, match=r"apt-get install puppetdb"):
         drv.prepare(spec("127.0.0.1:28960"), {})
+
+
+def test_a_server_certificate_from_before_puppetdb_is_wired_once_maintenance_renews_it(
+        pdb_driver: PuppetServerDriver, tmp_path: Path, restarts: list[bool]) -> None:
+    """A certificate without clientAuth would be refused by PuppetDB, failing every agent
+    run: puppetserver is wired to PuppetDB only once maintenance has renewed it."""
+    server = spec(pdb_driver.allocate_endpoint(SERVER_ID, "web", "us-east-1"))
+    material = pdb_driver.prepare(server, {}).material
+    old = copy_material(material)
+    old.public["server_cert"], old.secrets["server_key"] = pki.issue_certificate(
+        material.public["ca_cert"], material.secrets["ca_key"], "127.0.0.1", ["127.0.0.1"])
+    root = tmp_path / "engines" / SERVER_ID
+    pdb_driver.provision(server, old)
+    pdb_driver.resume(server, old)
+    assert not (root / "conf" / "puppetdb.conf").exists()
+    assert json.loads((root / "engine.json").read_text())["puppetdb"] is False
+    renewed = pdb_driver.maintain(server, old, major_upgrade=False).material
+    assert pki.has_client_auth(renewed.public["server_cert"])
+    assert (root / "conf" / "puppetdb.conf").exists()
+    assert restarts == [False, False, True]
