@@ -756,9 +756,9 @@ class PuppetServerDriver:
             files = {k: v for k, v in backup.files.items() if k != f"ca/{puppet_ca.CA_KEY}"}
         pdb_archive = files.pop(PUPPETDB_ARCHIVE, None)
         _check_state(files, backup.material)
-        if pdb_archive is not None:
-            check_archive(pdb_archive)  # an unusable backup is refused before anything changes
         if self.puppetdb.enabled:
+            if pdb_archive is not None:  # an unusable backup is refused before anything changes
+                check_archive(pdb_archive)
             self.puppetdb.check_database()  # nor is anything changed while PostgreSQL is away
         material = self._current_identity(spec, backup.material)
         paths = Layout(self.server_dir(spec.server_id))

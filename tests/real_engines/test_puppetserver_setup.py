@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from cmhost.engines import pki, puppet_ca, puppetserver
+from cmhost.engines import archive, pki, puppet_ca, puppetserver
 from cmhost.engines.base import DriverContext, EngineError, InvalidEngineAttribute, ServerSpec
 from cmhost.engines.embedded import EmbeddedDriver
 from cmhost.engines.embedded_identity import copy_material
@@ -253,3 +253,27 @@ def test_a_server_certificate_from_before_puppetdb_is_wired_once_maintenance_ren
     assert pki.has_client_auth(renewed.public["server_cert"])
     assert (root / "conf" / "puppetdb.conf").exists()
     assert restarts == [False, False, True]
+
+
+def test_a_backup_holds_puppetdbs_export_and_a_damaged_one_is_refused_unchanged(
+        pdb_driver: PuppetServerDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = spec(pdb_driver.allocate_endpoint(SERVER_ID, "web", "us-east-1"))
+    material = pdb_driver.prepare(server, {}).material
+    pdb_driver.provision(server, material)
+    monkeypatch.setattr(pdb_driver.puppetdb, "export", lambda site: b"not an export")
+    artifact = pdb_driver.backup(server, material)
+    assert archive.unpack(artifact).files["puppetdb/export.tgz"] == b"not an export"
+    restored: list[bytes | None] = []
+    monkeypatch.setattr(pdb_driver.puppetdb, "restore",
+                        lambda site, archive: restored.append(archive))
+    monkeypatch.setattr(pdb_driver.puppetdb, "check_database", lambda: None)
+    serial = tmp_path / "engines" / SERVER_ID / "state" / "ca" / "serial"
+    serial.write_text("0042")
+    with pytest.raises(EngineError, match="PuppetDB archive is not a gzipped tar"):
+        pdb_driver.restore(server, artifact)
+    assert serial.read_text() == "0042" and restored == []  # nothing changed
+    # With --puppetdb off, a backup's export is ignored.
+    off = PuppetServerDriver(DriverContext(data_dir=tmp_path, port_min=28960, port_max=28969))
+    monkeypatch.setattr(off, "_start", lambda s, paths, restart: None)
+    off.restore(server, artifact)
+    assert restored == [] and serial.read_text() != "0042"
