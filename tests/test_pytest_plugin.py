@@ -13,6 +13,9 @@ import pytest
 from cmhost.testing.sdk import export_sdk_model, sdk_session
 from tests.support import Cmhost
 
+# The subject is not the database: CI runs it in its SQLite pass only (.ci/run).
+pytestmark = pytest.mark.once
+
 pytest_plugins = ["pytester"]
 
 # The README's example, as it is printed there.

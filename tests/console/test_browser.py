@@ -22,6 +22,9 @@ from tests.console.conftest import issue_key
 from tests.ops.helpers import associate, chef_attributes, puppet_attributes, quiet_windows
 from tests.support import ROOT, Cmhost
 
+# The subject is not the database: CI runs it in its SQLite pass only (.ci/run).
+pytestmark = pytest.mark.once
+
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "docs" / "screenshots"
 SECONDS = 15_000  # Playwright timeouts, in milliseconds
