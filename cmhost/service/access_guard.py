@@ -90,6 +90,7 @@ class Guard:
         # Request ids of console calls the guard recorded: the console's after hook asks,
         # and records those that failed before reaching the handler table.
         self._console_seen: set[str] = set()
+        self._root = Principal(account="", user_name=None)  # what records need of a root
         self._lock = threading.Lock()
 
     # --- authorization --------------------------------------------------------------
@@ -175,12 +176,15 @@ class Guard:
 
     def new_record(self, caller: Caller, operation: str, params: Mapping[str, Any], *,
                    console: bool = False, target: Target | None = None) -> CallRecord:
-        try:
-            principal = self.access.principal(caller)
-        except Exception as exc:
-            if not self.unavailable(exc):
-                raise
-            principal = Principal(account=caller.account, user_name=None)
+        if self.access.root_caller(caller):
+            principal = self._root
+        else:
+            try:
+                principal = self.access.principal(caller)
+            except Exception as exc:
+                if not self.unavailable(exc):
+                    raise
+                principal = self._root  # the database out: the record says less
         source = OTHER_SERVICES.get(operation, ("", OPSWORKS_CM_SOURCE))[1]
         return CallRecord(
             account=caller.account, region=caller.region, event_source=source,

@@ -81,9 +81,22 @@ def insert_event(conn: Connection, row: Mapping[str, Any]) -> int:
     return int(key[0])
 
 
+_COLUMNS = tuple(c.name for c in audit_events.columns if c.name != "seq")
+_INSERTS: dict[str, str] = {}
+
+
 def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(audit_events), [dict(r) for r in rows])
+    """Many records at once, on the driver: SQLAlchemy's per-row parameter processing costs
+    as much as the insert itself (every call is a record)."""
+    if not rows:
+        return
+    style = conn.dialect.paramstyle
+    sql = _INSERTS.get(style)
+    if sql is None:
+        mark = "?" if style == "qmark" else "%s"
+        sql = _INSERTS[style] = (f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) "
+                                 f"VALUES ({', '.join([mark] * len(_COLUMNS))})")
+    conn.exec_driver_sql(sql, [tuple(r.get(c) for c in _COLUMNS) for r in rows])
 
 
 def complete_event(conn: Connection, seq: int, outcome: Mapping[str, Any]) -> None:
