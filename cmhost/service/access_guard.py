@@ -43,6 +43,11 @@ def action_of(operation: str) -> str:
     return f"{prefix}:{operation}"
 
 
+def source_of(operation: str) -> str:
+    """The eventSource of an operation's records."""
+    return OTHER_SERVICES.get(operation, ("", OPSWORKS_CM_SOURCE))[1]
+
+
 def read_only(operation: str) -> bool:
     return operation.startswith(("Describe", "List", "Lookup", "Get"))
 
@@ -108,6 +113,7 @@ class Guard:
 
     def _guarded(self, operation: str, handler: Handler, console: bool) -> Handler:
         reads = read_only(operation)
+        source = source_of(operation)
 
         def guarded(caller: Caller, params: Mapping[str, Any]) -> Any:
             if console:
@@ -125,7 +131,7 @@ class Guard:
                                         console=console)
                     raise
             record = self.new_record(caller, operation, params, console=console,
-                                     target=target)
+                                     target=target, source=source, reads=reads)
             try:
                 if reads:  # a read changes nothing: its record needs no transaction
                     result = handler(caller, params)
@@ -175,7 +181,8 @@ class Guard:
     # --- records --------------------------------------------------------------------
 
     def new_record(self, caller: Caller, operation: str, params: Mapping[str, Any], *,
-                   console: bool = False, target: Target | None = None) -> CallRecord:
+                   console: bool = False, target: Target | None = None,
+                   source: str | None = None, reads: bool | None = None) -> CallRecord:
         if self.access.root_caller(caller):
             principal = self._root
         else:
@@ -185,17 +192,19 @@ class Guard:
                 if not self.unavailable(exc):
                     raise
                 principal = self._root  # the database out: the record says less
-        source = OTHER_SERVICES.get(operation, ("", OPSWORKS_CM_SOURCE))[1]
         return CallRecord(
-            account=caller.account, region=caller.region, event_source=source,
+            account=caller.account, region=caller.region,
+            event_source=source or source_of(operation),
             event_name=operation, event_time=self.now(), principal_arn=caller.principal_arn,
             user_name=principal.user_name or "root", user_id=principal.user_id,
             access_key_id=caller.access_key_id or None,
             source_ip=caller.source_ip or ("unknown" if console else ""),
             user_agent=caller.user_agent or ("cmhost-console" if console else ""),
-            request_id=caller.request_id, read_only=read_only(operation),
-            request_parameters=self.describer.request(operation, params),
-            resources=_resources(operation, params, target, None), console=console)
+            request_id=caller.request_id,
+            read_only=read_only(operation) if reads is None else reads,
+            request_parameters=self.describer.request(operation, params) if params else None,
+            resources=_resources(operation, params, target, None) if params else (),
+            console=console)
 
     def record_failure(self, caller: Caller, operation: str, params: Mapping[str, Any],
                        code: str, message: str, *, console: bool = False) -> None:

@@ -76,7 +76,7 @@ class Resource:
     arn: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class CallRecord:
     """One call as CloudTrail records it; `stored` once a committed transaction holds it.
 
