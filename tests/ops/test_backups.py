@@ -76,6 +76,8 @@ def test_create_backup_snapshots_the_server(cmhost: Cmhost, client: Any,
 
 
 def test_user_arn_is_the_callers_principal(cmhost: Cmhost, chef: dict[str, Any]) -> None:
+    cmhost.cli("users", "create", "alice", "--account", ACCOUNT,
+               "--managed", "AWSOpsWorksCMFullAccess", *cmhost.storage_args())
     out = cmhost.cli("keys", "create", "--account", ACCOUNT, "--user", "alice",
                      *cmhost.storage_args())
     key = json.loads(out.stdout)
