@@ -12,7 +12,6 @@ signature its S3LogUrl carries.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,7 @@ from cmhost.api.protocol import (
     read_body,
     send_json,
 )
+from cmhost.api.scrape import bearer_token, token_matches
 from cmhost.service.errors import ServiceError, ValidationException
 from cmhost.service.faults import Faults
 from cmhost.service.keys import IssuedKey
@@ -67,20 +67,6 @@ class AdminApp:
         self.faults = faults
         self.issue_key = issue_key
 
-    def _token_given(self, scope: Scope) -> str | None:
-        """The bearer token of the request, if it has one."""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").strip().partition(" ")
-                if scheme.lower() == "bearer":
-                    return token.strip()
-        return None
-
-    def _token_matches(self, token: str) -> bool:
-        return self.admin_token is not None and hmac.compare_digest(
-            token.encode("utf-8", "surrogateescape"),
-            self.admin_token.encode("utf-8", "surrogateescape"))
-
     def _how_to_authorise(self) -> str:
         if self.admin_token is None:
             return ("this cmhost has no admin token: start it with --admin-token "
@@ -105,9 +91,9 @@ class AdminApp:
         loop = asyncio.get_running_loop()
         privileged = self.loopback
         if not privileged:
-            token = self._token_given(scope)
+            token = bearer_token(scope)
             if token is not None:
-                if not self._token_matches(token):
+                if not token_matches(token, self.admin_token):
                     await error(403, "AccessDeniedException",
                                 f"The admin token is not valid; {self._how_to_authorise()}.")
                     return
