@@ -29,9 +29,11 @@ from cmhost.service.policies import (
     Decision,
     Policy,
     PolicyError,
+    Statement,
+    decide,
     denial_message,
-    evaluate,
     read_policy,
+    statements_for,
 )
 from cmhost.storage import iam
 from cmhost.storage.db import Database
@@ -70,6 +72,34 @@ class AccessDeniedException(ServiceError):
 
 
 @dataclass(frozen=True)
+class Plan:
+    """What can decide a call of one action: the statements covering it, and whether their
+    verdict can depend on the resource (a Resource other than `*`, a NotResource, a resource
+    tag or a policy variable), on its tags, on the request's condition keys. What nothing
+    depends on is not looked up."""
+
+    entries: tuple[tuple[Statement, bool], ...]
+    uses_resource: bool
+    uses_resource_tags: bool
+    uses_context: bool
+
+
+def _plan(policies: Sequence[Policy], action: str) -> Plan:
+    entries = tuple(statements_for(policies, action))
+    uses_resource = uses_tags = uses_context = False
+    for statement, variables in entries:
+        has_variables = variables and "${" in repr(statement)
+        if statement.not_resource or any(r != "*" for r in statement.resources) \
+                or has_variables:
+            uses_resource = True
+        if statement.conditions or has_variables:
+            uses_context = True
+        if any(c.key.startswith("aws:resourcetag/") for c in statement.conditions):
+            uses_tags = uses_resource = True
+    return Plan(entries, uses_resource, uses_tags, uses_context)
+
+
+@dataclass(frozen=True)
 class Principal:
     """What authorization knows of a caller: the account's root, or a user and its policies."""
 
@@ -78,15 +108,18 @@ class Principal:
     user_id: str | None = None
     exists: bool = True  # False: a user ARN whose user was deleted
     policies: tuple[Policy, ...] = ()
-    # Whether the decision can depend on the resource (a Resource other than `*`, a
-    # NotResource, a resource tag or a policy variable): if not, none is looked up.
-    uses_resource: bool = False
-    uses_resource_tags: bool = False
-    uses_context: bool = False  # any condition or policy variable
+    # Plans by action, made on first use (a Principal lives as long as its cache entry).
+    plans: dict[str, Plan] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def root(self) -> bool:
         return self.user_name is None
+
+    def plan(self, action: str) -> Plan:
+        found = self.plans.get(action)
+        if found is None:
+            found = self.plans[action] = _plan(self.policies, action)
+        return found
 
 
 @dataclass
@@ -101,29 +134,10 @@ class Target:
     tag_keys: list[str] | None = None  # aws:TagKeys
 
 
-def _uses_variables(policy: Policy) -> bool:
-    text = str(policy.document)
-    return "${" in text
-
-
 def _principal(account: str, user_name: str, user_id: str, policies: Sequence[Policy]
                ) -> Principal:
-    uses_resource = uses_tags = uses_context = False
-    for policy in policies:
-        variables = _uses_variables(policy)
-        uses_context = uses_context or variables
-        for statement in policy.statements:
-            if statement.not_resource or any(r != "*" for r in statement.resources):
-                uses_resource = True
-            if statement.conditions:
-                uses_context = True
-            for condition in statement.conditions:
-                if condition.key.startswith("aws:resourcetag/"):
-                    uses_tags = uses_resource = True
-        uses_resource = uses_resource or variables
     return Principal(account=account, user_name=user_name, user_id=user_id,
-                     policies=tuple(policies), uses_resource=uses_resource,
-                     uses_resource_tags=uses_tags, uses_context=uses_context)
+                     policies=tuple(policies))
 
 
 def user_name_of(principal_arn: str, account: str) -> str | None:
@@ -213,18 +227,18 @@ class Access:
             raise AccessDeniedException(denial_message(
                 caller.principal_arn, action, missing.arn,
                 Decision(allowed=False, explicit_deny=False)))
+        plan = principal.plan(action)
         target: Target | None = None
         resource = "*"
-        if principal.uses_resource:
-            target = self.target(caller, operation, params,
-                                 tags=principal.uses_resource_tags)
+        if plan.uses_resource:
+            target = self.target(caller, operation, params, tags=plan.uses_resource_tags)
             resource = target.arn
         context: dict[str, ContextValue] = {}
-        if principal.uses_context:
+        if plan.uses_context:
             if target is None:
                 target = self.target(caller, operation, params, tags=False)
-            context = self.context(caller, principal, target)
-        decision = evaluate(principal.policies, action, resource, context)
+            context = self.context(caller, principal, target, plan.uses_resource_tags)
+        decision = decide(plan.entries, resource, context)
         if not decision.allowed:
             if target is None:
                 target = self.target(caller, operation, params, tags=False)
@@ -232,8 +246,8 @@ class Access:
                                                        target.arn, decision))
         return principal, target
 
-    def context(self, caller: Caller, principal: Principal, target: Target
-                ) -> dict[str, ContextValue]:
+    def context(self, caller: Caller, principal: Principal, target: Target,
+                resource_tags: bool) -> dict[str, ContextValue]:
         """The condition keys of a call (names as policies.context_key makes them)."""
         now = self.now()
         second = int(now)
@@ -256,7 +270,7 @@ class Access:
             out[f"aws:requesttag/{key}"] = value
         if target.tag_keys is not None:
             out["aws:tagkeys"] = list(target.tag_keys)
-        if target.tags is None and principal.uses_resource_tags:
+        if target.tags is None and resource_tags:
             target.tags = self._tags(caller, target.arn)
         for key, value in (target.tags or {}).items():
             out[f"aws:resourcetag/{key}"] = value

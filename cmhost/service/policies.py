@@ -273,11 +273,17 @@ class Statement:
     not_resource: bool
     conditions: tuple[_Condition, ...]
 
+    def matches_action(self, action: str) -> bool:
+        hit = any(glob_match(a, action, ignore_case=True) for a in self.actions)
+        return hit != self.not_action
+
     def applies(self, action: str, resource: str, context: Mapping[str, ContextValue],
                 variables: bool) -> bool:
-        hit = any(glob_match(a, action, ignore_case=True) for a in self.actions)
-        if hit == self.not_action:
-            return False
+        return self.matches_action(action) and self.applies_to(resource, context, variables)
+
+    def applies_to(self, resource: str, context: Mapping[str, ContextValue],
+                   variables: bool) -> bool:
+        """Whether the statement applies to `resource` in `context` (its action matched)."""
         patterns = [substitute(r, context) if variables else r for r in self.resources]
         hit = any(p is not None and arn_match(p, resource) for p in patterns)
         if hit == self.not_resource:
@@ -303,16 +309,28 @@ def evaluate(policies: Sequence[Policy], action: str, resource: str,
              context: Mapping[str, ContextValue]) -> Decision:
     """IAM's verdict for one request. `action` is `opsworks-cm:<Operation>`; `resource` an
     ARN or `*`; `context` the condition keys (names through context_key())."""
+    return decide(statements_for(policies, action), resource, context)
+
+
+def statements_for(policies: Sequence[Policy], action: str
+                   ) -> list[tuple[Statement, bool]]:
+    """The statements whose Action (or NotAction) covers `action`, each with whether its
+    policy's version replaces policy variables: all that can decide a call of `action`."""
+    return [(statement, policy.version == "2012-10-17") for policy in policies
+            for statement in policy.statements if statement.matches_action(action)]
+
+
+def decide(entries: Sequence[tuple[Statement, bool]], resource: str,
+           context: Mapping[str, ContextValue]) -> Decision:
+    """The verdict of the statements that cover the call's action (statements_for)."""
     allowed = False
-    for policy in policies:
-        variables = policy.version == "2012-10-17"
-        for statement in policy.statements:
-            if statement.allow and allowed:
-                continue  # already allowed: only a Deny can still change the verdict
-            if statement.applies(action, resource, context, variables):
-                if not statement.allow:
-                    return Decision(allowed=False, explicit_deny=True)
-                allowed = True
+    for statement, variables in entries:
+        if statement.allow and allowed:
+            continue  # already allowed: only a Deny can still change the verdict
+        if statement.applies_to(resource, context, variables):
+            if not statement.allow:
+                return Decision(allowed=False, explicit_deny=True)
+            allowed = True
     return Decision(allowed=allowed, explicit_deny=False)
 
 
