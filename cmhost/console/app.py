@@ -207,7 +207,11 @@ class ConsoleApp:
             return False
         page.session_id, page.session = session_id, session
         page.who = Identity(account=str(session.account), region=str(session.region),
-                            principal_arn=str(session.principal_arn))
+                            principal_arn=str(session.principal_arn),
+                            access_key_id=str(session.access_key_id),
+                            source_ip=page.request.client,
+                            user_agent=page.request.headers.get("user-agent", ""),
+                            secure=page.request.tls)
         return True
 
     @staticmethod

@@ -40,10 +40,17 @@ class Identity:
     account: str
     region: str
     principal_arn: str
+    # The browser's request, for the audit record and the policies' condition keys.
+    access_key_id: str = ""
+    source_ip: str = ""
+    user_agent: str = ""
+    secure: bool = False
 
     def caller(self) -> Caller:
         return Caller(account=self.account, region=self.region,
-                      principal_arn=self.principal_arn, request_id=new_request_id())
+                      principal_arn=self.principal_arn, request_id=new_request_id(),
+                      access_key_id=self.access_key_id, source_ip=self.source_ip,
+                      user_agent=self.user_agent, secure_transport=self.secure)
 
 
 class OperationFailed(Exception):

@@ -223,6 +223,10 @@ def test_the_consoles_calls_and_the_clis_changes_are_recorded(
     denied = [r for r in console if r["eventName"] == "DeleteServer"]
     assert denied and denied[0]["errorCode"] == "AccessDeniedException"
     assert denied[0]["userIdentity"]["arn"] == f"arn:aws:iam::{account}:user/viewer"
+    # The browser's request: its address and user agent, the signed-in key.
+    assert denied[0]["sourceIPAddress"] == "127.0.0.1", denied[0]
+    assert denied[0]["userAgent"] not in ("", "cmhost-console"), denied[0]
+    assert denied[0]["userIdentity"]["accessKeyId"], denied[0]
     assert any(r["eventName"] == "DescribeServers" and "errorCode" not in r for r in console)
     changes = [r["eventName"] for r in records if r["eventSource"] == "iam.amazonaws.com"]
     assert changes.count("CreateAccessKey") == 2
