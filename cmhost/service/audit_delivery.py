@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from cmhost.service.audit import record_text
 from cmhost.service.runtime import Runtime
 from cmhost.storage import audit as store
+from cmhost.workflows.background import Every
 
 DELIVERY_SECONDS = 300.0
 # A claim not marked delivered after this long (seconds of cmhost's clock) is written again.
@@ -107,15 +108,14 @@ class AuditPruner:
         self.rt = rt
         self.days = days
         self.interval = interval
-        self._next: float | None = None
+        self._every = Every(interval)
 
     def next_due(self, now: float) -> float | None:
         return None
 
     def tick(self, now: float) -> int:
-        if self._next is not None and now < self._next:
+        if not self._every.due(now):
             return 0
-        self._next = now + self.interval
         before = now - self.days * 86400.0
         while True:
             with self.rt.db.write() as conn:

@@ -7,6 +7,7 @@ from pathlib import Path
 from cmhost import tempfiles
 from cmhost.service.runtime import Runtime
 from cmhost.storage.blobs import DirectoryBlobStore
+from cmhost.workflows.background import Every
 
 
 class TempSweeper:
@@ -18,7 +19,7 @@ class TempSweeper:
     def __init__(self, rt: Runtime, interval: float = 60.0) -> None:
         self.rt = rt
         self.interval = interval
-        self._next: float | None = None
+        self._every = Every(interval)
 
     def roots(self) -> list[Path]:
         roots = [self.rt.settings.data_dir / "engines"]
@@ -30,9 +31,8 @@ class TempSweeper:
         return None
 
     def tick(self, now: float) -> int:
-        if self._next is not None and now < self._next:
+        if not self._every.due(now):
             return 0
-        self._next = now + self.interval
         for root in self.roots():
             tempfiles.sweep(root)
         return 0  # nothing for the worker to run because of it

@@ -8,6 +8,7 @@ import time
 from cmhost.service.runtime import Runtime
 from cmhost.service.step_logs import owned_by_events
 from cmhost.storage import repo
+from cmhost.workflows.background import Every
 
 
 class EventPruner:
@@ -80,15 +81,14 @@ class JobPruner:
         self.keep_seconds = keep_seconds
         self.keep_max = keep_max
         self.interval = interval
-        self._next: float | None = None
+        self._every = Every(interval)
 
     def next_due(self, now: float) -> float | None:
         return None
 
     def tick(self, now: float) -> int:
-        if self._next is not None and now < self._next:
+        if not self._every.due(now):
             return 0
-        self._next = now + self.interval
         while True:
             # A read finds what is past the bound; only then is the writer taken.
             with self.rt.db.read() as conn:

@@ -43,3 +43,18 @@ class BackgroundLoop(ABC):
     @abstractmethod
     def _loop(self) -> None:
         """The thread's body: runs until `_stop` is set."""
+
+
+class Every:
+    """A ticker's gate: due at the first tick, then once `interval` seconds (of whatever clock
+    the ticks pass) have gone by since the last time it was due."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next: float | None = None
+
+    def due(self, now: float) -> bool:
+        if self._next is not None and now < self._next:
+            return False
+        self._next = now + self.interval
+        return True
